@@ -1,0 +1,91 @@
+"""Softmax attention over positions: a dense op and a memory-bounded tiled op.
+
+Both compute `o = softmax(q k^T) v` with the softmax over keys taken in float32.
+The tiled op walks over blocks of queries one at a time (forward and backward,
+the backward recomputing each block's attention), so peak memory is
+`B * tile * M` instead of `B * N * M`.
+"""
+
+import tensorflow as tf
+
+
+def dense_attention(q, k, v):
+    """q (B, N, d), k (B, M, d), v (B, M, c) -> (o (B, N, c), attention (B, N, M))."""
+    energy = tf.matmul(q, k, transpose_b=True)  # (B, N, M)
+    attention = tf.nn.softmax(tf.cast(energy, tf.float32), axis=-1)
+    o = tf.matmul(tf.cast(attention, v.dtype), v)  # (B, N, c)
+    return o, attention
+
+
+def tiled_attention(q, k, v, tile_size):
+    """Same output as `dense_attention(q, k, v)[0]`, without the (B, N, M) map."""
+    n = tf.shape(q)[1]
+    num_tiles = (n + tile_size - 1) // tile_size
+    pad = num_tiles * tile_size - n
+    q_pad = tf.pad(q, [[0, 0], [0, pad], [0, 0]])
+    # (T, B, tile, d): one block of queries per loop step.
+    q_tiles = tf.transpose(
+        tf.reshape(q_pad, [tf.shape(q)[0], num_tiles, tile_size, q.shape[-1]]),
+        [1, 0, 2, 3],
+    )
+    o_tiles = _tiled_attention_core(q_tiles, k, v)  # (T, B, tile, c)
+    o = tf.reshape(tf.transpose(o_tiles, [1, 0, 2, 3]), [tf.shape(q)[0], -1, v.shape[-1]])
+    return o[:, :n]
+
+
+def _tile_softmax(q_tile, k):
+    return tf.nn.softmax(
+        tf.cast(tf.matmul(q_tile, k, transpose_b=True), tf.float32), axis=-1
+    )  # (B, tile, M)
+
+
+@tf.custom_gradient
+def _tiled_attention_core(q_tiles, k, v):
+    def forward(q_tile):
+        attention = _tile_softmax(q_tile, k)
+        return tf.matmul(tf.cast(attention, v.dtype), v)  # (B, tile, c)
+
+    o_tiles = tf.map_fn(
+        forward,
+        q_tiles,
+        fn_output_signature=tf.TensorSpec([None, None, v.shape[-1]], v.dtype),
+        parallel_iterations=1,
+    )
+
+    def grad(do_tiles):
+        num_tiles = tf.shape(q_tiles)[0]
+        v32 = tf.cast(v, tf.float32)
+        k32 = tf.cast(k, tf.float32)
+
+        def body(i, dq_acc, dk, dv):
+            q_tile = tf.cast(q_tiles[i], tf.float32)
+            attention = _tile_softmax(q_tiles[i], k)  # (B, tile, M)
+            do = tf.cast(do_tiles[i], tf.float32)  # (B, tile, c)
+            dv += tf.matmul(attention, do, transpose_a=True)  # (B, M, c)
+            d_att = tf.matmul(do, v32, transpose_b=True)  # (B, tile, M)
+            d_energy = attention * (
+                d_att - tf.reduce_sum(d_att * attention, axis=-1, keepdims=True)
+            )
+            dq_acc = dq_acc.write(i, tf.matmul(d_energy, k32))  # (B, tile, d)
+            dk += tf.matmul(d_energy, q_tile, transpose_a=True)  # (B, M, d)
+            return i + 1, dq_acc, dk, dv
+
+        _, dq_acc, dk, dv = tf.while_loop(
+            lambda i, *_: i < num_tiles,
+            body,
+            (
+                tf.constant(0),
+                tf.TensorArray(tf.float32, size=num_tiles),
+                tf.zeros_like(k32),
+                tf.zeros_like(v32),
+            ),
+            parallel_iterations=1,
+        )
+        dq = dq_acc.stack()
+        return (
+            tf.cast(dq, q_tiles.dtype),
+            tf.cast(dk, k.dtype),
+            tf.cast(dv, v.dtype),
+        )
+
+    return o_tiles, grad

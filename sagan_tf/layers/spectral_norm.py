@@ -1,0 +1,180 @@
+"""Spectral normalization that keeps the gradient through sigma (Miyato et al. 2018)."""
+
+import keras
+from keras import ops
+
+_KERNEL_ATTRS = ("kernel", "embeddings")
+
+
+def _l2_normalize(x, epsilon):
+    return x / ops.maximum(ops.sqrt(ops.sum(ops.square(x))), epsilon)
+
+
+@keras.saving.register_keras_serializable(package="sagan_tf")
+class SpectralNormalization(keras.layers.Wrapper):
+    """Reparametrizes a layer's kernel as `W / sigma(W)` at every call.
+
+    Unlike `keras.layers.SpectralNormalization` (and tensorflow-addons'), the raw
+    kernel stays the trainable variable and is never overwritten: `call`
+    computes `W_sn = W / sigma(W)` from it, with the power-iteration vectors `u`
+    and `v` under `stop_gradient`, so the gradient flows through `sigma` exactly
+    as in Miyato et al. and PyTorch's `torch.nn.utils.spectral_norm`.
+
+    The kernel is viewed as a matrix of shape `(-1, output_channels)`: Dense
+    `(in, out)`, Conv `(kh, kw, in, out)`, Conv2DTranspose `(kh, kw, out, in)`
+    (output channels on axis 2, moved last first) and Embedding
+    `(input_dim, output_dim)`. `u` (one vector per layer, non-trainable, named
+    `u`) is advanced by `power_iterations` steps only when `training=True`; at
+    inference the stored `u` is read and nothing changes. `u` is created with
+    `aggregation="only_first_replica"`, so its assignment inside a replica
+    context is valid under `tf.distribute` strategies (every replica computes
+    the same value from the same mirrored kernel).
+
+    Power iteration and sigma are computed in the variable dtype (float32 under
+    mixed precision); the normalized kernel is then cast to the compute dtype.
+
+    Args:
+        layer: a `Dense`, `Conv1D/2D/3D`, `Conv2DTranspose` or `Embedding` layer.
+        power_iterations: int >= 1, power-iteration steps per training call.
+        epsilon: small constant guarding the normalizations.
+        **kwargs: base layer arguments.
+
+    Call arguments:
+        inputs: the wrapped layer's input.
+        training: bool; when True, `u` is advanced and stored.
+
+    Reference:
+        Miyato, Kataoka, Koyama, Yoshida, "Spectral Normalization for
+        Generative Adversarial Networks", ICLR 2018, arXiv:1802.05957.
+    """
+
+    def __init__(self, layer, power_iterations=1, epsilon=1e-12, **kwargs):
+        kwargs.setdefault("autocast", False)
+        super().__init__(layer, **kwargs)
+        if not isinstance(layer, _SUPPORTED):
+            raise ValueError(
+                "SpectralNormalization: argument `layer` must be one of "
+                f"{[c.__name__ for c in _SUPPORTED]}; received {type(layer).__name__}."
+            )
+        if int(power_iterations) < 1:
+            raise ValueError(
+                "SpectralNormalization: argument `power_iterations` must be >= 1; "
+                f"received {power_iterations}."
+            )
+        self.power_iterations = int(power_iterations)
+        self.epsilon = epsilon
+
+    def build(self, input_shape=None):
+        if not self.layer.built:
+            self.layer.build(input_shape)
+        kernel = None
+        for name in _KERNEL_ATTRS:
+            kernel = getattr(self.layer, name, None)
+            if kernel is not None:
+                break
+        if kernel is None:
+            raise ValueError(
+                "SpectralNormalization: argument `layer` has no `kernel` or "
+                f"`embeddings` variable ({type(self.layer).__name__})."
+            )
+        self._kernel_shape = tuple(kernel.shape)
+        self._transpose = isinstance(self.layer, keras.layers.Conv2DTranspose)
+        out_dim = self._kernel_shape[-2] if self._transpose else self._kernel_shape[-1]
+        self.u = self.add_weight(
+            name="u",
+            shape=(out_dim,),
+            initializer=keras.initializers.RandomNormal(stddev=1.0),
+            trainable=False,
+            autocast=False,
+            aggregation="only_first_replica",
+        )
+        self.built = True
+
+    @property
+    def raw_kernel(self):
+        for name in _KERNEL_ATTRS:
+            kernel = getattr(self.layer, name, None)
+            if kernel is not None:
+                return kernel
+        return None
+
+    def _kernel_matrix(self, kernel):
+        if self._transpose:  # (kh, kw, out, in) -> (kh, kw, in, out)
+            kernel = ops.transpose(kernel, (0, 1, 3, 2))
+        return ops.reshape(kernel, (-1, kernel.shape[-1]))  # (rows, out)
+
+    def power_iteration(self, w_mat, u, iterations):
+        """Returns (u, v, sigma) after `iterations` steps; u, v without gradient."""
+        w_const = ops.stop_gradient(w_mat)
+        v = None
+        for _ in range(iterations):
+            v = _l2_normalize(ops.matmul(w_const, u[:, None])[:, 0], self.epsilon)
+            u = _l2_normalize(ops.matmul(v[None, :], w_const)[0], self.epsilon)
+        u = ops.stop_gradient(u)
+        v = ops.stop_gradient(v)
+        sigma = ops.sum(v * ops.matmul(w_mat, u[:, None])[:, 0])
+        return u, v, sigma
+
+    def normalized_kernel(self, training=False):
+        """`W / sigma(W)` in the variable dtype; advances `u` when training."""
+        kernel = ops.convert_to_tensor(self.raw_kernel)
+        kernel = ops.cast(kernel, self.variable_dtype)
+        w_mat = self._kernel_matrix(kernel)
+        u = ops.convert_to_tensor(self.u)
+        if training:
+            u, _, sigma = self.power_iteration(w_mat, u, self.power_iterations)
+            self.u.assign(u)
+        else:
+            # Read-only: v from the stored u, sigma = v^T W u.
+            v = _l2_normalize(
+                ops.matmul(ops.stop_gradient(w_mat), u[:, None])[:, 0], self.epsilon
+            )
+            sigma = ops.sum(v * ops.matmul(w_mat, u[:, None])[:, 0])
+        return kernel / sigma
+
+    def call(self, inputs, training=None):
+        kernel = ops.cast(self.normalized_kernel(bool(training)), self.compute_dtype)
+        layer = self.layer
+        if isinstance(layer, keras.layers.Embedding):
+            return ops.take(kernel, ops.cast(inputs, "int32"), axis=0)
+        inputs = ops.cast(inputs, self.compute_dtype)
+        if isinstance(layer, keras.layers.Dense):
+            outputs = ops.matmul(inputs, kernel)
+        elif isinstance(layer, keras.layers.Conv2DTranspose):
+            outputs = ops.conv_transpose(
+                inputs,
+                kernel,
+                strides=list(layer.strides),
+                padding=layer.padding,
+                output_padding=layer.output_padding,
+                dilation_rate=layer.dilation_rate,
+                data_format=layer.data_format,
+            )
+        else:
+            outputs = layer.convolution_op(inputs, kernel)
+        if layer.use_bias:
+            bias = ops.cast(layer.bias, self.compute_dtype)
+            if getattr(layer, "data_format", "channels_last") == "channels_first":
+                bias = ops.reshape(bias, (1, -1) + (1,) * (len(outputs.shape) - 2))
+            outputs = outputs + bias
+        if layer.activation is not None:
+            outputs = layer.activation(outputs)
+        return outputs
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"power_iterations": self.power_iterations, "epsilon": self.epsilon})
+        return config
+
+
+_SUPPORTED = (
+    keras.layers.Dense,
+    keras.layers.Conv1D,
+    keras.layers.Conv2D,
+    keras.layers.Conv3D,
+    keras.layers.Conv2DTranspose,
+    keras.layers.Embedding,
+)

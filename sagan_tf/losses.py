@@ -1,0 +1,68 @@
+"""GAN losses as small pure functions of discriminator logits.
+
+Each returns a per-example loss vector of shape (B,), so a caller can average
+over the global batch (`tf.nn.compute_average_loss`) and get the same result
+on one device or many replicas. `mean(...)` of it is the usual scalar.
+"""
+
+import tensorflow as tf
+
+LOSSES = ("hinge", "ns", "wgan_gp")
+
+
+def hinge_d(real_logits, fake_logits):
+    """relu(1 - D(x)) + relu(1 + D(G(z))), per example (Lim & Ye 2017; SAGAN)."""
+    return tf.nn.relu(1.0 - real_logits) + tf.nn.relu(1.0 + fake_logits)
+
+
+def hinge_g(fake_logits):
+    """-D(G(z)), per example."""
+    return -fake_logits
+
+
+def ns_d(real_logits, fake_logits):
+    """softplus(-D(x)) + softplus(D(G(z))): -log sigmoid(D(x)) - log(1 - sigmoid(D(G(z))))."""
+    return tf.nn.softplus(-real_logits) + tf.nn.softplus(fake_logits)
+
+
+def ns_g(fake_logits):
+    """Non-saturating generator loss softplus(-D(G(z))) = -log sigmoid(D(G(z)))."""
+    return tf.nn.softplus(-fake_logits)
+
+
+def wgan_d(real_logits, fake_logits):
+    """D(G(z)) - D(x), per example (add `gradient_penalty` for WGAN-GP)."""
+    return fake_logits - real_logits
+
+
+def wgan_g(fake_logits):
+    """-D(G(z)), per example."""
+    return -fake_logits
+
+
+def gradient_penalty(discriminator_fn, real, fake, epsilon):
+    """(||grad_x D(x_hat)||_2 - 1)^2 per example, x_hat = eps * real + (1 - eps) * fake.
+
+    Args:
+        discriminator_fn: images -> logits (B,).
+        real, fake: (B, H, W, C) images.
+        epsilon: (B,) interpolation weights in [0, 1].
+    Reference: Gulrajani et al., "Improved Training of Wasserstein GANs", 2017.
+    """
+    eps = tf.reshape(tf.cast(epsilon, real.dtype), [-1, 1, 1, 1])
+    interpolated = eps * real + (1.0 - eps) * fake
+    with tf.GradientTape() as tape:
+        tape.watch(interpolated)
+        logits = discriminator_fn(interpolated)
+    grads = tape.gradient(logits, interpolated)
+    norms = tf.sqrt(tf.reduce_sum(tf.square(tf.cast(grads, tf.float32)), axis=[1, 2, 3]) + 1e-12)
+    return tf.square(norms - 1.0)
+
+
+def get(name):
+    """(d_loss, g_loss) functions for 'hinge', 'ns' or 'wgan_gp'."""
+    table = {"hinge": (hinge_d, hinge_g), "ns": (ns_d, ns_g), "wgan_gp": (wgan_d, wgan_g)}
+    if name not in table:
+        raise ValueError(f"losses: argument `loss` must be one of {list(LOSSES)}; "
+                         f"received {name!r}.")
+    return table[name]

@@ -1,0 +1,185 @@
+"""SAGAN generator."""
+
+import math
+
+import keras
+from keras import ops
+
+from sagan_tf.layers import ConditionalBatchNormalization, GBlock, SelfAttention2D
+from sagan_tf.layers.residual_blocks import sn_conv
+from sagan_tf.layers.spectral_norm import SpectralNormalization
+from sagan_tf.models import presets as P
+
+
+@keras.saving.register_keras_serializable(package="sagan_tf")
+class Generator(keras.Model):
+    """SAGAN generator: z (and a class label) to images in [-1, 1], NHWC float32.
+
+    Architectures (see `sagan_tf.models.presets`):
+      - `dcgan` / `baseline`: z as 1x1 -> ConvT 4x4 valid -> ConvT 4/2 stack
+        (BN or class-conditional BN, ReLU) -> ConvT to `output_channels` -> tanh.
+        At 64 px with base 64 it is the popular PyTorch SAGAN's generator.
+      - `resnet`: z -> linear to 4x4 -> up-sampling residual blocks -> BN, ReLU,
+        conv3x3 -> tanh (the official code's model).
+
+    Args:
+        architecture: `"dcgan"`, `"resnet"` or `"baseline"`.
+        image_size: output height and width, one of 16, 32, 64, 128.
+        z_dim: latent size.
+        base_channels: width multiplier (g_conv_dim / gf_dim).
+        attention_resolutions: feature-map sizes after which a
+            `SelfAttention2D` is applied.
+        attention_variant: `"paper"` or `"official"`; default per architecture.
+        num_classes: 0 for unconditional, else conditional batch norm.
+        output_channels: 3 for RGB, 1 for grayscale.
+        kernel_initializer: e.g. `"glorot_uniform"` or `"orthogonal"`.
+        **kwargs: base model arguments.
+
+    Call arguments:
+        z: (B, z_dim) float.
+        labels: int (B,), required when `num_classes > 0`.
+        training: bool.
+        return_attention: also return a list of attention maps (B, N, N_key),
+            one per attention layer, in order.
+
+    Reference:
+        Zhang, Goodfellow, Metaxas, Odena, arXiv:1805.08318.
+    """
+
+    def __init__(
+        self,
+        architecture="dcgan",
+        image_size=64,
+        z_dim=128,
+        base_channels=64,
+        attention_resolutions=(16, 32),
+        attention_variant=None,
+        num_classes=0,
+        output_channels=3,
+        kernel_initializer="glorot_uniform",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        P.check_choice("Generator", "architecture", architecture, P.ARCHITECTURES)
+        P.check_choice("Generator", "image_size", image_size, P.IMAGE_SIZES)
+        P.check_choice("Generator", "output_channels", output_channels, (1, 3))
+        self.architecture = architecture
+        self.image_size = int(image_size)
+        self.z_dim = int(z_dim)
+        self.base_channels = int(base_channels)
+        self.attention_resolutions = tuple(int(r) for r in attention_resolutions)
+        self.attention_variant = attention_variant or P.DEFAULT_VARIANT[architecture]
+        self.num_classes = int(num_classes)
+        self.output_channels = int(output_channels)
+        self.kernel_initializer = kernel_initializer
+        sn = architecture != "baseline"
+        init = keras.initializers.get(kernel_initializer)
+
+        if architecture == "resnet":
+            in_mult, mults = P.RESNET_G[self.image_size]
+            resolutions = [8 * 2**i for i in range(len(mults))]
+        else:
+            n = int(math.log2(self.image_size)) - 3
+            mults = [2 ** (n - i) for i in range(n + 1)]
+            resolutions = [4 * 2**i for i in range(n + 1)]
+        for r in self.attention_resolutions:
+            P.check_choice("Generator", "attention_resolutions", r, resolutions)
+
+        def wrap(layer):
+            return SpectralNormalization(layer, name=f"sn_{layer.name}") if sn else layer
+
+        self.stages = []  # [(block, batch_norm or None, attention or None)]
+        if architecture == "resnet":
+            self.stem_channels = in_mult * self.base_channels
+            self.stem = wrap(keras.layers.Dense(4 * 4 * self.stem_channels,
+                                                kernel_initializer=init, name="stem"))
+            for i, (mult, res) in enumerate(zip(mults, resolutions)):
+                block = GBlock(mult * self.base_channels, num_classes=self.num_classes,
+                               use_spectral_norm=sn, kernel_initializer=init, name=f"block{i}")
+                self.stages.append((block, None, self._attention(res, init, sn)))
+            self.final_bn = ConditionalBatchNormalization(0, name="final_bn")
+            self.to_rgb = sn_conv(self.output_channels, 3, "to_rgb", sn,
+                                  kernel_initializer=init)
+        else:
+            for i, (mult, res) in enumerate(zip(mults, resolutions)):
+                conv = keras.layers.Conv2DTranspose(
+                    mult * self.base_channels, 4, strides=1 if i == 0 else 2,
+                    padding="valid" if i == 0 else "same", kernel_initializer=init,
+                    name=f"conv{i}")
+                bn = ConditionalBatchNormalization(self.num_classes, use_spectral_norm=sn,
+                                                   name=f"bn{i}")
+                self.stages.append((wrap(conv), bn, self._attention(res, init, sn)))
+            # The last ConvT is not spectral-normalized, as in the PyTorch code.
+            self.to_rgb = keras.layers.Conv2DTranspose(
+                self.output_channels, 4, strides=2, padding="same",
+                kernel_initializer=init, name="to_rgb")
+
+    def _attention(self, resolution, init, sn):
+        if resolution not in self.attention_resolutions:
+            return None
+        return SelfAttention2D(self.attention_variant, use_spectral_norm=sn,
+                               kernel_initializer=init, name=f"attention{resolution}")
+
+    @property
+    def attention_layers(self):
+        return [a for _, _, a in self.stages if a is not None]
+
+    def build(self, input_shape=None):
+        labels = ops.zeros((1,), "int32") if self.num_classes else None
+        self.call(ops.zeros((1, self.z_dim)), labels, training=False)
+
+    def call(self, z, labels=None, training=None, return_attention=False):
+        if len(z.shape) != 2 or z.shape[-1] != self.z_dim:
+            raise ValueError(f"Generator: argument `z` must have shape (batch, {self.z_dim}); "
+                             f"received {tuple(z.shape)}.")
+        if self.num_classes and labels is None:
+            raise ValueError(f"Generator: argument `labels` is required (num_classes="
+                             f"{self.num_classes}).")
+        maps = []
+        if self.architecture == "resnet":
+            x = self.stem(z, training=training)
+            x = ops.reshape(x, (-1, 4, 4, self.stem_channels))  # (B, 4, 4, C)
+            for block, _, attention in self.stages:
+                x = block(x, labels, training=training)  # (B, 2H, 2W, C')
+                x = self._attend(attention, x, training, return_attention, maps)
+            x = ops.relu(self.final_bn(x, training=training))
+            x = self.to_rgb(x, training=training)
+        else:
+            x = ops.reshape(z, (-1, 1, 1, self.z_dim))  # (B, 1, 1, z_dim)
+            for conv, bn, attention in self.stages:
+                x = conv(x, training=training)  # (B, 2H, 2W, C')
+                x = ops.relu(bn(x, labels, training=training))
+                x = self._attend(attention, x, training, return_attention, maps)
+            x = self.to_rgb(x)  # (B, S, S, output_channels)
+        images = ops.cast(ops.tanh(ops.cast(x, "float32")), "float32")
+        return (images, maps) if return_attention else images
+
+    @staticmethod
+    def _attend(attention, x, training, return_attention, maps):
+        if attention is None:
+            return x
+        if return_attention:
+            x, attention_map = attention(x, training=training, return_attention=True)
+            maps.append(attention_map)
+            return x
+        return attention(x, training=training)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "architecture": self.architecture,
+            "image_size": self.image_size,
+            "z_dim": self.z_dim,
+            "base_channels": self.base_channels,
+            "attention_resolutions": list(self.attention_resolutions),
+            "attention_variant": self.attention_variant,
+            "num_classes": self.num_classes,
+            "output_channels": self.output_channels,
+            "kernel_initializer": self.kernel_initializer,
+        }
+
+    @classmethod
+    def from_preset(cls, preset, **overrides):
+        g_kwargs, _ = P.preset_kwargs(preset)
+        g_kwargs.update(overrides)
+        return cls(**g_kwargs)

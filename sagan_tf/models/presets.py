@@ -1,0 +1,68 @@
+"""Architecture tables and named presets for the generator and discriminator.
+
+Families:
+  - `dcgan`: the popular PyTorch SAGAN (heykeetae/Self-Attention-GAN); at 64 px it
+    is that code's model exactly (ConvTranspose stack; attention at 16x16 and
+    32x32 in G, 8x8 and 4x4 in D; spectral norm everywhere but G's last
+    ConvT and D's last conv).
+  - `resnet`: the official SAGAN code's residual model (BigGAN/SNGAN blocks),
+    the official attention variant, spectral norm on every layer.
+  - `baseline`: a plain DCGAN with the same G/D stack as `dcgan`, no attention
+    and no spectral norm (batch norm in D), for the seeds' comparison.
+"""
+
+ARCHITECTURES = ("dcgan", "resnet", "baseline")
+IMAGE_SIZES = (16, 32, 64, 128)
+
+# resnet G: (channel multiplier of the 4x4 input, multipliers of the up-sampling blocks).
+RESNET_G = {
+    16: (4, (4, 4)),
+    32: (4, (4, 4, 4)),
+    64: (16, (8, 4, 2, 1)),
+    128: (16, (16, 8, 4, 2, 1)),
+}
+# resnet D: (channel multiplier, down-sample) per block; the first is the optimized block.
+RESNET_D = {
+    16: ((4, True), (4, True), (4, False)),
+    32: ((4, True), (4, True), (4, False), (4, False)),
+    64: ((1, True), (2, True), (4, True), (8, True), (16, False)),
+    128: ((1, True), (2, True), (4, True), (8, True), (16, True), (16, False)),
+}
+
+PRESETS = {
+    "dcgan_32": dict(architecture="dcgan", image_size=32,
+                     g_attention=(8, 16), d_attention=(8, 4)),
+    "dcgan_64": dict(architecture="dcgan", image_size=64,
+                     g_attention=(16, 32), d_attention=(8, 4)),
+    "dcgan_128": dict(architecture="dcgan", image_size=128,
+                      g_attention=(32,), d_attention=(16,)),
+    "resnet_32": dict(architecture="resnet", image_size=32,
+                      g_attention=(16,), d_attention=(16,)),
+    "resnet_64": dict(architecture="resnet", image_size=64,
+                      g_attention=(32,), d_attention=(32,)),
+    "resnet_128": dict(architecture="resnet", image_size=128,
+                       g_attention=(32,), d_attention=(32,)),
+    "baseline_32": dict(architecture="baseline", image_size=32, g_attention=(), d_attention=()),
+    "baseline_64": dict(architecture="baseline", image_size=64, g_attention=(), d_attention=()),
+    "baseline_128": dict(architecture="baseline", image_size=128, g_attention=(), d_attention=()),
+}
+
+DEFAULT_VARIANT = {"dcgan": "paper", "resnet": "official", "baseline": "paper"}
+
+
+def check_choice(owner, argument, value, allowed):
+    if value not in allowed:
+        raise ValueError(
+            f"{owner}: argument `{argument}` must be one of {list(allowed)}; received {value!r}."
+        )
+
+
+def preset_kwargs(preset):
+    """Generator and discriminator keyword arguments of a named preset."""
+    check_choice("preset", "preset", preset, PRESETS)
+    spec = PRESETS[preset]
+    common = dict(architecture=spec["architecture"], image_size=spec["image_size"])
+    return (
+        dict(common, attention_resolutions=spec["g_attention"]),
+        dict(common, attention_resolutions=spec["d_attention"]),
+    )
