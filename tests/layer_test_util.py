@@ -84,7 +84,7 @@ def check_layer(
     assert layer.trainable_weights, "layer has no trainable weights"
     for var, grad in zip(layer.trainable_weights, grads):
         assert grad is not None, f"no gradient reaches {var.path}"
-        grad = np.asarray(grad)
+        grad = np.asarray(tf.convert_to_tensor(grad))  # IndexedSlices for embeddings
         assert np.all(np.isfinite(grad)), f"non-finite gradient for {var.path}"
         if not any(name in var.path for name in zero_grad_ok):
             assert np.abs(grad).max() > 0, f"zero gradient for {var.path}"

@@ -14,6 +14,17 @@ def sn_kernel(sn_layer):
     return kernel / np.linalg.norm(mat @ u)
 
 
+def sn_kernel_training(sn_layer, u_old):
+    """W / sigma after one training-mode power iteration from `u_old`."""
+    kernel = np.asarray(sn_layer.raw_kernel, dtype=np.float64)
+    mat = kernel.reshape(-1, kernel.shape[-1])
+    v = mat @ u_old
+    v /= np.linalg.norm(v)
+    u = mat.T @ v
+    u /= np.linalg.norm(u)
+    return kernel / (v @ mat @ u)
+
+
 def kernel_of(layer):
     """Effective kernel of a plain or spectral-normalized layer."""
     if hasattr(layer, "raw_kernel"):

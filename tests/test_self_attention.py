@@ -1,0 +1,175 @@
+import numpy as np
+import keras
+import pytest
+import tensorflow as tf
+
+from sagan_tf.layers import SelfAttention2D
+from tests import numpy_ref
+from tests.layer_test_util import check_layer
+
+VARIANTS = ["paper", "official"]
+
+
+def _x(shape=(2, 8, 8, 16), seed=0):
+    return np.random.default_rng(seed).normal(size=shape).astype("float32")
+
+
+def _set_gamma(value):
+    return lambda layer: layer.gamma.assign(value)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_gamma_zero_is_identity(variant):
+    x = _x()
+    layer = SelfAttention2D(variant)
+    np.testing.assert_array_equal(np.asarray(layer(x)), x)
+    np.testing.assert_array_equal(np.asarray(layer(x, training=True)), x)
+    assert layer.gamma.shape == ()
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_attention_map_rows_sum_to_one(variant):
+    layer = SelfAttention2D(variant)
+    _, attention = layer(_x(), return_attention=True)
+    n_keys = 64 if variant == "paper" else 16
+    assert attention.shape == (2, 64, n_keys)
+    np.testing.assert_allclose(np.asarray(attention).sum(-1), 1.0, atol=1e-5)
+    assert np.all(np.asarray(attention) >= 0)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_shared_checks_and_numpy_reference(variant, tmp_path):
+    x = _x()
+
+    def reference(layer, x):
+        return numpy_ref.self_attention(layer, x)[0]
+
+    layer = check_layer(
+        SelfAttention2D,
+        {"variant": variant},
+        [x],
+        [(2, 8, 8, 16)],
+        tmp_path,
+        reference_fn=reference,
+        atol=1e-4,
+        prepare=_set_gamma(0.8),
+        # A bias on the key adds q.b to every key of a query: softmax ignores it.
+        zero_grad_ok=("sn_key/conv2d/bias", "key/bias"),
+    )
+    _, attention = layer(x, return_attention=True)
+    np.testing.assert_allclose(
+        np.asarray(attention), numpy_ref.self_attention(layer, x)[1], atol=1e-5
+    )
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_gradients_reach_gamma_and_every_conv(variant):
+    layer = SelfAttention2D(variant)
+    x = tf.constant(_x())
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.sin(layer(x, training=True)))
+    grads = dict(zip([v.path for v in layer.trainable_weights],
+                     tape.gradient(loss, layer.trainable_weights)))
+    # At gamma = 0 only gamma moves: the block starts as the identity.
+    assert abs(float(grads[layer.gamma.path])) > 0
+    layer.gamma.assign(0.5)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.sin(layer(x, training=True)))
+    grads = tape.gradient(loss, layer.trainable_weights)
+    kernels = [(v.path, g) for v, g in zip(layer.trainable_weights, grads) if v.name == "kernel"]
+    assert len(kernels) == (4 if variant == "official" else 3)
+    for path, grad in kernels:
+        assert np.abs(np.asarray(grad)).max() > 0, path
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("tile", [7, 16])
+def test_tiled_equals_dense(variant, tile):
+    keras.utils.set_random_seed(0)
+    dense = SelfAttention2D(variant, query_tile_size=4096)
+    tiled = SelfAttention2D(variant, query_tile_size=tile)
+    x = tf.constant(_x())
+    dense(x)
+    tiled(x)
+    tiled.set_weights(dense.get_weights())
+    for layer in (dense, tiled):
+        layer.gamma.assign(0.7)
+
+    def run(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=False)
+            loss = tf.reduce_sum(y * tf.cos(y))
+        return y, tape.gradient(loss, [x] + layer.trainable_weights)
+
+    y_dense, g_dense = run(dense)
+    y_tiled, g_tiled = tf.function(lambda: run(tiled))()
+    np.testing.assert_allclose(np.asarray(y_tiled), np.asarray(y_dense), atol=1e-5)
+    for a, b in zip(g_tiled, g_dense):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-4, rtol=1e-4)
+
+
+def test_tiled_path_never_builds_the_dense_map():
+    """With 64 queries in tiles of 16, no tensor in the traced graph holds 64x64."""
+    layer = SelfAttention2D("paper", query_tile_size=16)
+    x = tf.constant(_x())
+    layer(x)
+    layer.gamma.assign(0.5)
+
+    @tf.function
+    def grad_fn(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(layer(x, training=True))
+        return tape.gradient(loss, x)
+
+    graph = grad_fn.get_concrete_function(x).graph
+    shapes = []
+    graphs = [graph] + [f.graph for f in getattr(graph, "_functions", {}).values()
+                        if hasattr(f, "graph")]
+    for g in graphs:
+        for op in g.get_operations():
+            shapes += [o.shape for o in op.outputs if o.shape.rank is not None]
+    assert shapes
+    assert not any(s.rank >= 2 and s[-1] == 64 and s[-2] == 64 for s in shapes)
+
+    dense_graph = tf.function(lambda x: layer(x, return_attention=True)).get_concrete_function(x).graph
+    dense_shapes = [o.shape for op in dense_graph.get_operations() for o in op.outputs]
+    assert any(s.rank == 3 and s[-1] == 64 and s[-2] == 64 for s in dense_shapes)
+
+
+def test_paper_variant_is_permutation_equivariant():
+    layer = SelfAttention2D("paper")
+    x = _x()
+    layer(x)
+    layer.gamma.assign(1.3)
+    perm = np.random.default_rng(1).permutation(64)
+    x_perm = x.reshape(2, 64, 16)[:, perm].reshape(2, 8, 8, 16)
+    y = np.asarray(layer(x)).reshape(2, 64, 16)
+    y_perm = np.asarray(layer(x_perm)).reshape(2, 64, 16)
+    np.testing.assert_allclose(y_perm, y[:, perm], atol=1e-5)
+
+
+def test_mixed_bfloat16_softmax_in_float32():
+    layer = SelfAttention2D("official", dtype="mixed_bfloat16")
+    y, attention = layer(_x(), return_attention=True)
+    assert y.dtype == "bfloat16" and attention.dtype == "float32"
+    np.testing.assert_allclose(np.asarray(attention).sum(-1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs,shape,match",
+    [
+        ({}, (2, 8, 16), "rank 4"),
+        ({}, (2, 8, 8, 12), "divisible"),
+        ({"variant": "official"}, (2, 5, 5, 16), "even"),
+    ],
+)
+def test_bad_input(kwargs, shape, match):
+    with pytest.raises(ValueError, match=match):
+        SelfAttention2D(**kwargs)(np.zeros(shape, "float32"))
+
+
+def test_unknown_variant():
+    with pytest.raises(ValueError, match="variant.*paper"):
+        SelfAttention2D("transformer")
