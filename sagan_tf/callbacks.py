@@ -1,0 +1,150 @@
+"""Keras callbacks of a training run: NaN guard, checkpoints, summaries, progress."""
+
+import math
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from sagan_tf import visualize
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or Inf loss (or weight)."""
+
+
+def _step(model):
+    return int(model.step.numpy())
+
+
+class NonFiniteGuard(keras.callbacks.Callback):
+    """Stops training at the first NaN/Inf loss, before anything is saved."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        for name, value in (logs or {}).items():
+            if not math.isfinite(float(value)):
+                raise NonFiniteLossError(
+                    f"non-finite {name} ({float(value)}) at step {_step(self.model)}; "
+                    "training stopped, the last checkpoint is kept as it was")
+
+
+class CheckpointSaver(keras.callbacks.Callback):
+    """Saves through a `tf.train.CheckpointManager` every `every` steps and at the end,
+    after checking that every weight is finite."""
+
+    def __init__(self, manager, every):
+        super().__init__()
+        self.manager = manager
+        self.every = every
+
+    def save(self):
+        step = _step(self.model)
+        if self.manager.latest_checkpoint and self.manager.latest_checkpoint.endswith(f"-{step}"):
+            return
+        weights = self.model.generator.weights + self.model.discriminator.weights
+        if not all(np.isfinite(np.asarray(w)).all() for w in weights):
+            raise NonFiniteLossError(f"non-finite weights at step {step}; training stopped, "
+                                     "the last checkpoint is kept as it was")
+        self.manager.save(checkpoint_number=step)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if _step(self.model) % self.every == 0:
+            self.save()
+
+    def on_train_end(self, logs=None):
+        self.save()
+
+
+class TrainingMonitor(keras.callbacks.Callback):
+    """Terminal progress and TensorBoard summaries.
+
+    Every `log_every` steps: losses, mean D(real) and D(fake), each attention
+    layer's gamma, learning rates and images/s to TensorBoard, and a progress
+    line (step, losses, images/s, ETA) to the log. Every `sample_every` steps: a
+    sample grid from a fixed z (the EMA generator when there is one; one row per
+    class for conditional models) as a PNG under `samples_dir` and in
+    TensorBoard, plus attention maps of G's layers on samples and of D's layers
+    on real images.
+    """
+
+    def __init__(self, writer, total_steps, global_batch, log_every, sample_every,
+                 samples_dir, fixed_z, fixed_labels, real_images, real_labels):
+        super().__init__()
+        self.writer = writer
+        self.total_steps = total_steps
+        self.global_batch = global_batch
+        self.log_every = log_every
+        self.sample_every = sample_every
+        self.samples_dir = samples_dir
+        self.fixed_z = fixed_z
+        self.fixed_labels = fixed_labels
+        self.real_images = real_images
+        self.real_labels = real_labels
+        self._t0 = None
+        self._s0 = None
+        self.images_per_second = None
+
+    def on_train_begin(self, logs=None):
+        self._t0, self._s0 = time.time(), _step(self.model)
+        self._start = self._s0
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = _step(self.model)
+        if step % self.log_every == 0 or step == self.total_steps:
+            self._log(step, logs or {})
+        if step % self.sample_every == 0 or step == self.total_steps:
+            self.write_samples(step)
+
+    def _log(self, step, logs):
+        now = time.time()
+        done = step - self._s0
+        if done > 0:
+            self.images_per_second = done * self.global_batch / (now - self._t0)
+        model = self.model
+        with self.writer.as_default(step=step):
+            for name, value in logs.items():
+                tf.summary.scalar(f"losses/{name}", float(value))
+            for prefix, net in (("G", model.generator), ("D", model.discriminator)):
+                for layer in net.attention_layers:
+                    tf.summary.scalar(f"gamma/{prefix}_{layer.name}", layer.gamma.value)
+            tf.summary.scalar("learning_rate/G", float(np.asarray(model.g_optimizer.learning_rate)))
+            tf.summary.scalar("learning_rate/D", float(np.asarray(model.d_optimizer.learning_rate)))
+            if self.images_per_second:
+                tf.summary.scalar("speed/images_per_second", self.images_per_second)
+        self.writer.flush()
+        eta = ""
+        if self.images_per_second:
+            seconds = (self.total_steps - step) * self.global_batch / self.images_per_second
+            eta = f" eta {int(seconds // 60)}m{int(seconds % 60):02d}s"
+        losses = " ".join(f"{k} {float(v):.4f}" for k, v in logs.items())
+        speed = f" {self.images_per_second:.1f} img/s" if self.images_per_second else ""
+        logging.info("step %d/%d %s%s%s", step, self.total_steps, losses, speed, eta)
+        for metric in model.metrics:  # per-period means
+            metric.reset_state()
+        self._t0, self._s0 = now, step
+
+    def write_samples(self, step):
+        model = self.model
+        images = model.sampler(self.fixed_z, self.fixed_labels, training=False)
+        columns = 8 if self.fixed_labels is None else len(self.fixed_z) // model.generator.num_classes
+        grid = visualize.make_grid(np.asarray(images), columns=columns)
+        visualize.write_png(f"{self.samples_dir}/step_{step:07d}.png", grid)
+        with self.writer.as_default(step=step):
+            tf.summary.image("samples", grid[None], step=step)
+            labels4 = None if self.fixed_labels is None else self.fixed_labels[:4]
+            _, g_maps = model.sampler(self.fixed_z[:4], labels4, training=False,
+                                      return_attention=True)
+            for layer, amap in zip(model.sampler.attention_layers, g_maps):
+                panels = visualize.attention_panels(images[:4], amap)
+                tf.summary.image(f"attention/G_{layer.name}",
+                                 visualize.make_grid(panels, columns=len(panels) // 4)[None])
+            if self.real_images is not None and model.discriminator.attention_layers:
+                _, d_maps = model.discriminator(self.real_images, self.real_labels,
+                                                training=False, return_attention=True)
+                for layer, amap in zip(model.discriminator.attention_layers, d_maps):
+                    panels = visualize.attention_panels(self.real_images, amap)
+                    tf.summary.image(f"attention/D_{layer.name}",
+                                     visualize.make_grid(panels, columns=len(panels) // 4)[None])
+        self.writer.flush()

@@ -1,0 +1,210 @@
+"""Versioned SavedModel export of a generator, in the layout TF Serving watches.
+
+`savedmodels/NAME/VERSION/saved_model.pb`, VERSION an increasing integer. The
+model is written to a hidden temporary directory beside the versions and
+renamed into place, so a crash never leaves a half-written version, and an
+existing version is never overwritten.
+
+Signatures (inputs checked inside the graph; bad values give INVALID_ARGUMENT
+naming the input):
+  - serving_default: z float32 [batch, z_dim] (+ labels int32 [batch]) -> images uint8 [batch, H, W, 3]
+  - generate: seed int64, num int32, truncation float32 (+ labels int32 [num] or [])
+    -> images; z is drawn from a normal truncated to [-truncation, truncation] by
+    a stateless op, so the same seed gives the same images.
+  - attention: z (+ labels) and queries int32 [Q, 2] (row, col in image pixels)
+    -> images and, per attention layer `attention_<name>`, float32 [batch, Q, Hk, Wk]:
+    where each query pixel looks.
+"""
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+from absl import app, flags, logging
+
+MAX_BATCH = 1024
+
+
+class ExportError(RuntimeError):
+    """A problem that stops an export, reported as one line."""
+
+
+def next_version(model_dir):
+    versions = [int(d) for d in os.listdir(model_dir) if d.isdigit()] if os.path.isdir(model_dir) else []
+    return max(versions, default=0) + 1
+
+
+class _ServingModule(tf.Module):
+    def __init__(self, generator, max_batch):
+        super().__init__()
+        self.generator = generator
+        self.max_batch = max_batch
+        self.z_dim = tf.Variable(generator.z_dim, trainable=False, name="z_dim")
+        self.num_classes = tf.Variable(generator.num_classes, trainable=False, name="num_classes")
+        self.image_size = tf.Variable(generator.image_size, trainable=False, name="image_size")
+
+    # ------------------------------------------------------------------ checks
+    def _check_batch(self, n, name):
+        return [tf.debugging.assert_greater(n, 0, message=f"{name}: batch must be > 0"),
+                tf.debugging.assert_less_equal(n, self.max_batch,
+                                               message=f"{name}: batch must be <= {self.max_batch}")]
+
+    def _check_z(self, z):
+        z_dim = self.generator.z_dim
+        return [tf.debugging.assert_equal(tf.shape(z)[1], z_dim,
+                                          message=f"z: must have shape [batch, {z_dim}]"),
+                tf.debugging.assert_all_finite(z, message="z: must be finite")
+                ] + self._check_batch(tf.shape(z)[0], "z")
+
+    def _check_labels(self, labels, batch):
+        k = self.generator.num_classes
+        return [tf.debugging.assert_equal(tf.size(labels), batch,
+                                          message="labels: must have one label per image"),
+                tf.debugging.assert_greater_equal(labels, 0, message=f"labels: must be in [0, {k})"),
+                tf.debugging.assert_less(labels, k, message=f"labels: must be in [0, {k})")]
+
+    # ------------------------------------------------------------------ graph pieces
+    def images(self, z, labels):
+        images = self.generator(z, labels, training=False)
+        return tf.cast(tf.round((tf.clip_by_value(images, -1.0, 1.0) + 1.0) * 127.5), tf.uint8)
+
+    def to_rgb(self, images):
+        return tf.image.grayscale_to_rgb(images) if images.shape[-1] == 1 else images
+
+    def serve(self, z, labels=None):
+        checks = self._check_z(z)
+        if labels is not None:
+            checks += self._check_labels(labels, tf.shape(z)[0])
+        with tf.control_dependencies(checks):
+            z = tf.ensure_shape(tf.identity(z), [None, self.generator.z_dim])
+        return {"images": self.to_rgb(self.images(z, labels))}
+
+    def generate(self, seed, num, truncation, labels=None):
+        checks = self._check_batch(num, "num") + [
+            tf.debugging.assert_greater(truncation, 0.0, message="truncation: must be in (0, 2]"),
+            tf.debugging.assert_less_equal(truncation, 2.0, message="truncation: must be in (0, 2]"),
+        ]
+        with tf.control_dependencies(checks):
+            num = tf.identity(num)
+        seeds = tf.stack([seed, tf.constant(0, tf.int64)])
+        # Normal truncated to [-t, t] by inverse CDF: u ~ U(Phi(-t), Phi(t)).
+        u = tf.random.stateless_uniform([num, self.generator.z_dim], seed=seeds)
+        edge = tf.math.erf(truncation / np.sqrt(2.0))
+        z = np.sqrt(2.0) * tf.math.erfinv((2.0 * u - 1.0) * edge)
+        if labels is not None:
+            random_labels = tf.random.stateless_uniform(
+                [num], seed=seeds + 1, maxval=self.generator.num_classes, dtype=tf.int32)
+            labels = tf.cond(tf.size(labels) == 0, lambda: random_labels, lambda: labels)
+            with tf.control_dependencies(self._check_labels(labels, num)):
+                labels = tf.identity(labels)
+        return {"images": self.to_rgb(self.images(z, labels)), "z": z}
+
+    def attention(self, z, queries, labels=None):
+        checks = self._check_z(z)
+        size = self.generator.image_size
+        checks += [tf.debugging.assert_equal(tf.shape(queries)[1], 2,
+                                             message="queries: must have shape [Q, 2] (row, col)"),
+                   tf.debugging.assert_greater_equal(queries, 0,
+                                                     message=f"queries: must be in [0, {size})"),
+                   tf.debugging.assert_less(queries, size, message=f"queries: must be in [0, {size})")]
+        if labels is not None:
+            checks += self._check_labels(labels, tf.shape(z)[0])
+        with tf.control_dependencies(checks):
+            z = tf.ensure_shape(tf.identity(z), [None, self.generator.z_dim])
+        images, maps = self.generator(z, labels, training=False, return_attention=True)
+        out = {"images": self.to_rgb(tf.cast(
+            tf.round((tf.clip_by_value(images, -1.0, 1.0) + 1.0) * 127.5), tf.uint8))}
+        for layer, amap in zip(self.generator.attention_layers, maps):
+            q_side, k_side = layer.height, layer.height if layer.variant == "paper" else layer.height // 2
+            rows = queries[:, 0] * q_side // size
+            cols = queries[:, 1] * q_side // size
+            picked = tf.gather(amap, rows * q_side + cols, axis=1)  # (B, Q, N_key)
+            out[f"attention_{layer.name}"] = tf.reshape(
+                picked, [tf.shape(z)[0], tf.shape(queries)[0], k_side, k_side])
+        return out
+
+
+def export_generator(generator, export_dir, name, max_batch=MAX_BATCH):
+    """Writes `export_dir/name/VERSION/` and returns its path."""
+    model_dir = os.path.join(export_dir, name)
+    try:
+        os.makedirs(model_dir, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".tmp-", dir=model_dir)
+    except OSError as e:
+        raise ExportError(f"cannot write to {model_dir}: {e.strerror}") from None
+    module = _ServingModule(generator, max_batch)
+    z_dim, conditional = generator.z_dim, generator.num_classes > 0
+    z_spec = tf.TensorSpec([None, None], tf.float32, name="z")
+    labels_spec = tf.TensorSpec([None], tf.int32, name="labels")
+    queries_spec = tf.TensorSpec([None, 2], tf.int32, name="queries")
+    scalar = dict(seed=tf.TensorSpec([], tf.int64, name="seed"),
+                  num=tf.TensorSpec([], tf.int32, name="num"),
+                  truncation=tf.TensorSpec([], tf.float32, name="truncation"))
+    if conditional:
+        serve = tf.function(lambda z, labels: module.serve(z, labels),
+                            input_signature=[z_spec, labels_spec])
+        generate = tf.function(lambda seed, num, truncation, labels: module.generate(
+            seed, num, truncation, labels), input_signature=[*scalar.values(), labels_spec])
+        attention = tf.function(lambda z, queries, labels: module.attention(z, queries, labels),
+                                input_signature=[z_spec, queries_spec, labels_spec])
+    else:
+        serve = tf.function(lambda z: module.serve(z), input_signature=[z_spec])
+        generate = tf.function(lambda seed, num, truncation: module.generate(seed, num, truncation),
+                               input_signature=list(scalar.values()))
+        attention = tf.function(lambda z, queries: module.attention(z, queries),
+                                input_signature=[z_spec, queries_spec])
+    signatures = {"serving_default": serve, "generate": generate}
+    if generator.attention_layers:
+        signatures["attention"] = attention
+    module.serve_fn, module.generate_fn = serve, generate
+    try:
+        tf.saved_model.save(module, tmp, signatures=signatures)
+        with open(os.path.join(tmp, "assets.extra.json"), "w") as f:
+            json.dump({"generator": generator.get_config(), "z_dim": z_dim}, f, indent=1)
+        version_dir = os.path.join(model_dir, str(next_version(model_dir)))
+        os.rename(tmp, version_dir)  # atomic; fails rather than overwrite a version
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return version_dir
+
+
+# ---------------------------------------------------------------------- CLI
+FLAGS = flags.FLAGS
+
+
+def _define_flags():
+    flags.DEFINE_string("workdir", None, "Training run directory holding config.json and checkpoints.")
+    flags.DEFINE_string("name", None, "Model name under --export_dir (default: the workdir's name).")
+    flags.DEFINE_string("export_dir", "savedmodels", "Base directory of exported models.")
+    flags.DEFINE_integer("max_batch", MAX_BATCH, "Largest batch (z rows or num) a request may ask for.")
+
+
+def export_workdir(workdir, export_dir="savedmodels", name=None, max_batch=MAX_BATCH):
+    """Restores a run's generator (EMA when present) and exports it."""
+    from sagan_tf import training
+
+    generator = training.restore_generator_for_export(workdir)
+    name = name or os.path.basename(os.path.normpath(workdir))
+    return export_generator(generator, export_dir, name, max_batch)
+
+
+def main(argv):
+    del argv
+    if not FLAGS.workdir:
+        sys.exit("error: --workdir is required")
+    try:
+        path = export_workdir(FLAGS.workdir, FLAGS.export_dir, FLAGS.name, FLAGS.max_batch)
+    except (ExportError, FileNotFoundError, ValueError) as e:
+        sys.exit(f"error: {e}")
+    logging.info("exported %s", path)
+    print(path)
+
+
+if __name__ == "__main__":
+    _define_flags()
+    app.run(main)

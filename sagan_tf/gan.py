@@ -1,0 +1,198 @@
+"""The SAGAN training model: G, D and an EMA copy of G, with a custom train_step."""
+
+import keras
+import tensorflow as tf
+
+from sagan_tf import losses
+from sagan_tf.models import Generator
+
+
+class SAGAN(keras.Model):
+    """Adversarial training of a generator and a discriminator.
+
+    One `train_step` (compiled by `tf.function` through `fit`) makes
+    `d_steps` discriminator updates, each on its own slice of the real batch,
+    then one generator update; each update differentiates only with respect
+    to the variables it changes. Losses are averaged over the global batch
+    (`tf.nn.compute_average_loss`), so the update does not depend on the
+    number of replicas. Latents come from stateless random ops seeded by
+    `(seed, step)`: the global batch's z is drawn on every replica and each
+    takes its own rows, so a 2-replica step sees exactly the z of a 1-replica
+    step and a resumed run continues the same random stream.
+
+    Args:
+        generator: a `Generator`.
+        discriminator: a `Discriminator`.
+        loss: `"hinge"`, `"ns"` or `"wgan_gp"`.
+        d_steps: discriminator updates per generator update.
+        gp_weight: gradient-penalty weight for `wgan_gp`.
+        ema_decay: decay of the exponential moving average of G's weights;
+            0 disables the EMA generator.
+        ema_start: step before which the EMA simply copies G.
+        seed: seed of the latent and interpolation random streams.
+        **kwargs: base model arguments.
+
+    Call arguments:
+        z: (B, z_dim); labels: int (B,) for conditional models. Returns images
+        from the EMA generator when it exists, else from G (inference mode).
+    """
+
+    def __init__(self, generator, discriminator, loss="hinge", d_steps=1, gp_weight=10.0,
+                 ema_decay=0.0, ema_start=0, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        if int(d_steps) < 1:
+            raise ValueError(f"SAGAN: argument `d_steps` must be >= 1; received {d_steps}.")
+        if not 0.0 <= float(ema_decay) < 1.0:
+            raise ValueError(f"SAGAN: argument `ema_decay` must be in [0, 1); received {ema_decay}.")
+        self.generator = generator
+        self.discriminator = discriminator
+        self.loss_name = loss
+        self.d_loss_fn, self.g_loss_fn = losses.get(loss)
+        self.d_steps = int(d_steps)
+        self.gp_weight = float(gp_weight)
+        self.ema_decay = float(ema_decay)
+        self.ema_start = int(ema_start)
+        self.seed = int(seed)
+        self.z_dim = generator.z_dim
+        self.conditional = generator.num_classes > 0
+        self.ema_generator = None
+        if self.ema_decay > 0:
+            self.ema_generator = Generator.from_config(generator.get_config())
+            self.ema_generator.build()
+        self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
+        self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
+        self.d_real_tracker = keras.metrics.Mean(name="d_real")
+        self.d_fake_tracker = keras.metrics.Mean(name="d_fake")
+        self.gp_tracker = keras.metrics.Mean(name="gp") if loss == "wgan_gp" else None
+
+    @property
+    def sampler(self):
+        """The generator used for samples and export: EMA when it exists."""
+        return self.ema_generator or self.generator
+
+    def call(self, z, labels=None, training=False):
+        return self.sampler(z, labels, training=training)
+
+    def compile(self, g_optimizer, d_optimizer, **kwargs):
+        super().compile(**kwargs)
+        self.g_optimizer = g_optimizer
+        self.d_optimizer = d_optimizer
+
+    def build_optimizers(self):
+        """Creates optimizer slots now, so a checkpoint can restore them."""
+        self.g_optimizer.build(self.generator.trainable_variables)
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+        if self.ema_generator is not None:
+            for ema, var in zip(self.ema_generator.weights, self.generator.weights):
+                ema.assign(var)
+
+    @property
+    def metrics(self):
+        trackers = [self.d_loss_tracker, self.g_loss_tracker, self.d_real_tracker,
+                    self.d_fake_tracker]
+        return trackers + ([self.gp_tracker] if self.gp_tracker is not None else [])
+
+    @property
+    def step(self):
+        """Completed training steps (generator updates)."""
+        return self.g_optimizer.iterations
+
+    # ------------------------------------------------------------------ randomness
+    def _replica_rows(self, global_values):
+        ctx = tf.distribute.get_replica_context()
+        n = ctx.num_replicas_in_sync
+        per_replica = tf.shape(global_values)[0] // n
+        start = ctx.replica_id_in_sync_group * per_replica
+        return global_values[start:start + per_replica]
+
+    def _seed(self, stream):
+        step = tf.cast(self.g_optimizer.iterations, tf.int32)
+        return tf.stack([tf.constant(self.seed, tf.int32), step * 16 + stream])
+
+    def sample_z(self, global_batch, stream):
+        z = tf.random.stateless_normal([global_batch, self.z_dim], seed=self._seed(stream))
+        return self._replica_rows(z)
+
+    # ------------------------------------------------------------------ steps
+    def _discriminate(self, real, fake, labels):
+        """D on real and fake: one call on both halves (one power iteration, larger
+        matmuls) unless D has batch norm, whose statistics must not mix them."""
+        if self.discriminator.architecture == "baseline":
+            return (self.discriminator(real, labels, training=True),
+                    self.discriminator(fake, labels, training=True))
+        both_labels = None if labels is None else tf.concat([labels, labels], 0)
+        logits = self.discriminator(tf.concat([real, tf.cast(fake, real.dtype)], 0),
+                                    both_labels, training=True)
+        n = tf.shape(real)[0]
+        return logits[:n], logits[n:]
+
+    def _d_update(self, real, labels, global_batch, stream):
+        z = self.sample_z(global_batch, stream)
+        fake = self.generator(z, labels, training=True)
+        with tf.GradientTape() as tape:
+            real_logits, fake_logits = self._discriminate(real, fake, labels)
+            per_example = self.d_loss_fn(real_logits, fake_logits)
+            gp = None
+            if self.loss_name == "wgan_gp":
+                eps = self._replica_rows(tf.random.stateless_uniform(
+                    [global_batch], seed=self._seed(stream + 8)))
+                gp = losses.gradient_penalty(
+                    lambda x: self.discriminator(x, labels, training=True), real, fake, eps)
+                per_example = per_example + self.gp_weight * gp
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+            scaled = self.d_optimizer.scale_loss(loss)
+        variables = self.discriminator.trainable_variables
+        self.d_optimizer.apply(tape.gradient(scaled, variables), variables)
+        return per_example, real_logits, fake_logits, gp
+
+    def _g_update(self, labels, global_batch):
+        z = self.sample_z(global_batch, self.d_steps)
+        with tf.GradientTape() as tape:
+            fake = self.generator(z, labels, training=True)
+            fake_logits = self.discriminator(fake, labels, training=True)
+            per_example = self.g_loss_fn(fake_logits)
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+            scaled = self.g_optimizer.scale_loss(loss)
+        variables = self.generator.trainable_variables
+        self.g_optimizer.apply(tape.gradient(scaled, variables), variables)
+        return per_example
+
+    def _update_ema(self):
+        decay = tf.where(self.g_optimizer.iterations > self.ema_start, self.ema_decay, 0.0)
+        pairs = list(zip(self.ema_generator.weights, self.generator.weights))
+
+        def update(strategy):
+            for ema, var in pairs:
+                # The power-iteration vector must stay a unit vector: copy it.
+                d = 0.0 if ema.name == "u" else decay
+
+                def average(e, v, d=d):
+                    return e.assign(d * e + (1.0 - d) * tf.cast(v, e.dtype))
+
+                strategy.extended.update(ema.value, average, args=(var.value,))
+
+        tf.distribute.get_replica_context().merge_call(update)
+
+    def train_step(self, data):
+        images, labels = data
+        num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        per_replica = tf.shape(images)[0] // self.d_steps
+        global_batch = per_replica * num_replicas
+        labels = labels if self.conditional else None
+        d_terms = []
+        for i in range(self.d_steps):
+            real = images[i * per_replica:(i + 1) * per_replica]
+            lab = None if labels is None else labels[i * per_replica:(i + 1) * per_replica]
+            d_terms.append(self._d_update(real, lab, global_batch, i))
+        g_per_example = self._g_update(lab, global_batch)
+        if self.ema_generator is not None:
+            self._update_ema()
+        # Metrics take per-replica means; Mean over equal replicas is the global mean.
+        d_per_example, real_logits, fake_logits, gp = d_terms[-1]
+        self.d_loss_tracker.update_state(tf.reduce_mean(d_per_example))
+        self.g_loss_tracker.update_state(tf.reduce_mean(g_per_example))
+        self.d_real_tracker.update_state(tf.reduce_mean(real_logits))
+        self.d_fake_tracker.update_state(tf.reduce_mean(fake_logits))
+        if gp is not None:
+            self.gp_tracker.update_state(tf.reduce_mean(gp))
+        return {m.name: m.result() for m in self.metrics}

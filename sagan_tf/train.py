@@ -1,0 +1,99 @@
+"""python -m sagan_tf.train: train SAGAN (defaults: the offline mnist5k dataset).
+
+Presets are flag files: `--flagfile=flags/celeb_a_64.flags`, overridable flag by flag.
+"""
+
+import logging as std_logging
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging  # noqa: E402
+
+from sagan_tf import training  # noqa: E402
+
+FLAGS = flags.FLAGS
+_D = training.TrainConfig.__dataclass_fields__
+
+flags.DEFINE_string("dataset", "mnist5k", "TFDS name (celeb_a, cifar10, lsun/church_outdoor, "
+                    "lsun/bedroom, imagenet2012), mnist5k (offline), or folder:PATH.")
+flags.DEFINE_string("workdir", None, "Run directory (default runs/<dataset>); resumes from it.")
+flags.DEFINE_string("preset", "dcgan_32", "Architecture preset: dcgan_{32,64,128}, "
+                    "resnet_{32,64,128}, baseline_{32,64,128}.")
+flags.DEFINE_integer("base_channels", None, "Width multiplier (default: the preset's 64).")
+flags.DEFINE_integer("z_dim", 128, "Latent size.")
+flags.DEFINE_list("g_attention", None, "Generator attention resolutions (default: the preset's; "
+                  "empty string for none).")
+flags.DEFINE_list("d_attention", None, "Discriminator attention resolutions.")
+flags.DEFINE_enum("attention_variant", None, ["paper", "official"], "Attention variant.")
+flags.DEFINE_boolean("conditional", False, "Class-conditional G (conditional BN) and projection D.")
+flags.DEFINE_integer("channels", 3, "Image channels the models use (1 or 3).")
+flags.DEFINE_string("kernel_initializer", "glorot_uniform", "e.g. glorot_uniform or orthogonal.")
+flags.DEFINE_integer("steps", 2000, "Total generator steps.")
+flags.DEFINE_integer("batch_size", 64, "Global batch size (split over replicas).")
+flags.DEFINE_float("lr_g", 1e-4, "Generator learning rate (TTUR).")
+flags.DEFINE_float("lr_d", 4e-4, "Discriminator learning rate (TTUR).")
+flags.DEFINE_float("beta1", 0.0, "Adam beta1.")
+flags.DEFINE_float("beta2", 0.9, "Adam beta2: 0.9 as the PyTorch SAGAN, 0.999 as the official code.")
+flags.DEFINE_integer("d_steps", 1, "Discriminator updates per generator update.")
+flags.DEFINE_string("loss", "hinge", "hinge, ns (non-saturating) or wgan_gp.")
+flags.DEFINE_float("gp_weight", 10.0, "Gradient-penalty weight (wgan_gp).")
+flags.DEFINE_float("ema_decay", 0.0, "EMA decay of G's weights (e.g. 0.999); 0 disables.")
+flags.DEFINE_integer("ema_start", 0, "Step from which the EMA averages (before: copies).")
+flags.DEFINE_integer("seed", 0, "Random seed.")
+flags.DEFINE_string("precision", "float32", "float32, mixed_bfloat16 or mixed_float16.")
+flags.DEFINE_boolean("jit_compile", False, "XLA-compile the train step (one device only).")
+flags.DEFINE_string("strategy", "auto", "auto, one_device, mirrored or multi_worker (TF_CONFIG).")
+flags.DEFINE_integer("num_cpu_devices", 0, "Split the CPU into N logical devices (testing "
+                     "MirroredStrategy without GPUs).")
+flags.DEFINE_integer("sample_every", 500, "Steps between sample grids and attention maps.")
+flags.DEFINE_integer("checkpoint_every", 500, "Steps between checkpoints.")
+flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept.")
+flags.DEFINE_integer("log_every", 50, "Steps between progress lines and scalar summaries.")
+flags.DEFINE_string("data_dir", None, "TFDS data directory.")
+flags.DEFINE_string("manual_dir", None, "TFDS manual-download directory.")
+flags.DEFINE_integer("crop", None, "Center crop before resizing (celeb_a default 140).")
+flags.DEFINE_boolean("folder_labels", False, "Use class sub-folders of folder:PATH as labels.")
+flags.DEFINE_boolean("deterministic", False, "Deterministic input order.")
+flags.DEFINE_boolean("export", True, "Export the generator as a SavedModel at the end.")
+flags.DEFINE_string("export_dir", "savedmodels", "Base directory of exported SavedModels.")
+flags.DEFINE_string("export_name", None, "Exported model name (default: the workdir's name).")
+
+
+def _resolutions(values):
+    if values is None:
+        return None
+    try:
+        return tuple(int(v) for v in values if v != "")
+    except ValueError:
+        raise training.ConfigError(f"attention resolutions must be integers; got {values}") from None
+
+
+def config_from_flags():
+    names = [f.name for f in training.dataclasses.fields(training.TrainConfig)]
+    kwargs = {name: getattr(FLAGS, name) for name in names if name in FLAGS}
+    kwargs["g_attention"] = _resolutions(FLAGS.g_attention)
+    kwargs["d_attention"] = _resolutions(FLAGS.d_attention)
+    return training.TrainConfig(**kwargs)
+
+
+def main(argv):
+    if len(argv) > 1:
+        sys.exit(f"error: unexpected arguments {argv[1:]}")
+    from sagan_tf import callbacks, data, export
+
+    std_logging.getLogger("tensorflow").setLevel(std_logging.WARNING)
+
+    try:
+        config = config_from_flags()
+        result = training.run(config)
+    except (training.ConfigError, data.DataError, callbacks.NonFiniteLossError,
+            export.ExportError) as e:
+        sys.exit(f"error: {e}")
+    logging.info("done: step %d, workdir %s%s", result["step"], result["workdir"],
+                 f", SavedModel {result['export']}" if result.get("export") else "")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,346 @@
+"""A training run: strategy, data, models, checkpoints, callbacks and export.
+
+`train.py` turns flags into a `TrainConfig` and calls `run`; tests call `run`
+directly.
+"""
+
+import dataclasses
+import json
+import os
+from typing import Optional, Tuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from sagan_tf import callbacks as cb
+from sagan_tf import data, losses
+from sagan_tf.gan import SAGAN
+from sagan_tf.models import Discriminator, Generator
+from sagan_tf.models import presets as P
+
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
+
+
+class ConfigError(ValueError):
+    """Invalid or contradictory settings, reported before any work starts."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    dataset: str = "mnist5k"
+    workdir: Optional[str] = None
+    preset: str = "dcgan_32"
+    base_channels: Optional[int] = None
+    z_dim: int = 128
+    g_attention: Optional[Tuple[int, ...]] = None
+    d_attention: Optional[Tuple[int, ...]] = None
+    attention_variant: Optional[str] = None
+    conditional: bool = False
+    channels: int = 3
+    kernel_initializer: str = "glorot_uniform"
+    steps: int = 2000
+    batch_size: int = 64
+    lr_g: float = 1e-4
+    lr_d: float = 4e-4
+    beta1: float = 0.0
+    beta2: float = 0.9
+    d_steps: int = 1
+    loss: str = "hinge"
+    gp_weight: float = 10.0
+    ema_decay: float = 0.0
+    ema_start: int = 0
+    seed: int = 0
+    precision: str = "float32"
+    jit_compile: bool = False
+    strategy: str = "auto"
+    num_cpu_devices: int = 0
+    sample_every: int = 500
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    log_every: int = 50
+    data_dir: Optional[str] = None
+    manual_dir: Optional[str] = None
+    crop: Optional[int] = None
+    folder_labels: bool = False
+    deterministic: bool = False
+    export: bool = True
+    export_dir: str = "savedmodels"
+    export_name: Optional[str] = None
+
+    def __post_init__(self):
+        if self.workdir is None:
+            self.workdir = os.path.join("runs", self.dataset.replace("/", "_").replace(":", "_"))
+        self.validate()
+
+    def validate(self):
+        def bad(message):
+            raise ConfigError(message)
+
+        if self.preset not in P.PRESETS:
+            bad(f"--preset={self.preset!r} is unknown; use one of {sorted(P.PRESETS)}")
+        for name in ("steps", "batch_size", "d_steps", "sample_every", "checkpoint_every",
+                     "keep_checkpoints", "log_every", "z_dim"):
+            if getattr(self, name) < 1:
+                bad(f"--{name} must be >= 1; got {getattr(self, name)}")
+        if self.base_channels is not None and (self.base_channels < 8 or self.base_channels % 8):
+            bad(f"--base_channels must be a positive multiple of 8; got {self.base_channels}")
+        if self.loss not in losses.LOSSES:
+            bad(f"--loss={self.loss!r} is unknown; use one of {list(losses.LOSSES)}")
+        if self.precision not in PRECISIONS:
+            bad(f"--precision={self.precision!r} is unknown; use one of {list(PRECISIONS)}")
+        if self.strategy not in STRATEGIES:
+            bad(f"--strategy={self.strategy!r} is unknown; use one of {list(STRATEGIES)}")
+        for name in ("lr_g", "lr_d"):
+            if not getattr(self, name) > 0:
+                bad(f"--{name} must be > 0; got {getattr(self, name)}")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                bad(f"--{name} must be in [0, 1); got {getattr(self, name)}")
+        if not 0 <= self.ema_decay < 1:
+            bad(f"--ema_decay must be in [0, 1); got {self.ema_decay}")
+        if self.ema_start < 0:
+            bad(f"--ema_start must be >= 0; got {self.ema_start}")
+        if self.jit_compile and self.strategy in ("mirrored", "multi_worker"):
+            bad("--jit_compile works on one device only; use --strategy=one_device or auto "
+                "on a single device")
+        if self.channels not in (1, 3):
+            bad(f"--channels must be 1 or 3; got {self.channels}")
+        # Architecture arguments are checked by building the models' constructors.
+        try:
+            g_kwargs, d_kwargs = self.model_kwargs(num_classes=0)
+            Generator(**g_kwargs)
+            Discriminator(**d_kwargs)
+        except ValueError as e:
+            bad(str(e).replace("argument `attention_resolutions`", "--g_attention/--d_attention"))
+        try:
+            data.DataSpec(self.dataset, self.image_size, self.channels, crop=self.crop)
+        except data.DataError as e:
+            bad(str(e))
+
+    @property
+    def image_size(self):
+        return P.PRESETS[self.preset]["image_size"]
+
+    def model_kwargs(self, num_classes):
+        g_kwargs, d_kwargs = P.preset_kwargs(self.preset)
+        common = dict(kernel_initializer=self.kernel_initializer, num_classes=num_classes)
+        if self.base_channels is not None:
+            common["base_channels"] = self.base_channels
+        if self.attention_variant is not None:
+            common["attention_variant"] = self.attention_variant
+        g_kwargs.update(common, z_dim=self.z_dim, output_channels=self.channels)
+        d_kwargs.update(common, input_channels=self.channels)
+        if self.g_attention is not None:
+            g_kwargs["attention_resolutions"] = tuple(self.g_attention)
+        if self.d_attention is not None:
+            d_kwargs["attention_resolutions"] = tuple(self.d_attention)
+        return g_kwargs, d_kwargs
+
+    def data_spec(self, split="train", seed_offset=0):
+        return data.DataSpec(self.dataset, self.image_size, self.channels, split=split,
+                             data_dir=self.data_dir, manual_dir=self.manual_dir, crop=self.crop,
+                             folder_labels=self.folder_labels, seed=self.seed + seed_offset,
+                             deterministic=self.deterministic)
+
+
+# ---------------------------------------------------------------------- pieces
+def make_strategy(name, num_cpu_devices=0):
+    """`auto`: MirroredStrategy over all local GPUs (or the CPU's logical devices
+    when `num_cpu_devices` > 1), else the default single-device strategy."""
+    if num_cpu_devices > 1:
+        cpus = tf.config.list_physical_devices("CPU")
+        try:
+            tf.config.set_logical_device_configuration(
+                cpus[0], [tf.config.LogicalDeviceConfiguration()] * num_cpu_devices)
+        except RuntimeError:
+            pass  # already initialised (tests configure their own logical devices)
+    gpus = tf.config.list_logical_devices("GPU")
+    cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "one_device":
+        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else cpus[0])
+    if name == "mirrored" or (name == "auto" and (gpus or num_cpu_devices > 1)):
+        devices = [d.name for d in gpus] or cpus[:max(num_cpu_devices, 1)]
+        return tf.distribute.MirroredStrategy(devices)
+    return tf.distribute.get_strategy()
+
+
+def _optimizer(lr, config):
+    opt = keras.optimizers.Adam(lr, beta_1=config.beta1, beta_2=config.beta2)
+    if config.precision == "mixed_float16":
+        opt = keras.optimizers.LossScaleOptimizer(opt)
+    return opt
+
+
+def build_gan(config, num_classes):
+    g_kwargs, d_kwargs = config.model_kwargs(num_classes)
+    generator = Generator(name="generator", **g_kwargs)
+    discriminator = Discriminator(name="discriminator", **d_kwargs)
+    generator.build()
+    discriminator.build()
+    gan = SAGAN(generator, discriminator, loss=config.loss, d_steps=config.d_steps,
+                gp_weight=config.gp_weight, ema_decay=config.ema_decay,
+                ema_start=config.ema_start, seed=config.seed)
+    gan.compile(g_optimizer=_optimizer(config.lr_g, config),
+                d_optimizer=_optimizer(config.lr_d, config), jit_compile=config.jit_compile)
+    gan.build_optimizers()
+    return gan
+
+
+def make_checkpoint(gan):
+    objects = dict(generator=gan.generator, discriminator=gan.discriminator,
+                   g_optimizer=gan.g_optimizer, d_optimizer=gan.d_optimizer)
+    if gan.ema_generator is not None:
+        objects["ema_generator"] = gan.ema_generator
+    return tf.train.Checkpoint(**objects)
+
+
+def _architecture(gan):
+    return {"generator": gan.generator.get_config(),
+            "discriminator": gan.discriminator.get_config(),
+            "ema": gan.ema_generator is not None}
+
+
+def _check_workdir(workdir, architecture):
+    """Refuses a workdir whose checkpoint belongs to another architecture."""
+    path = os.path.join(workdir, "config.json")
+    has_checkpoint = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
+    if os.path.exists(path):
+        with open(path) as f:
+            saved = json.load(f)["architecture"]
+        ours = json.loads(json.dumps(architecture))
+        if saved != ours:
+            diffs = [f"{net}.{k}: {saved[net].get(k)} != {ours[net].get(k)}"
+                     for net in ("generator", "discriminator")
+                     for k in ours[net] if saved[net].get(k) != ours[net].get(k)]
+            if saved["ema"] != ours["ema"]:
+                diffs.append(f"ema: {saved['ema']} != {ours['ema']}")
+            raise ConfigError(f"workdir {workdir} holds a checkpoint of a different architecture "
+                              f"({'; '.join(diffs[:3])}); use another --workdir")
+    elif has_checkpoint:
+        raise ConfigError(f"workdir {workdir} holds a checkpoint without config.json; "
+                          "use another --workdir")
+
+
+def restore_generator_for_export(workdir):
+    """The run's generator (EMA when the run has one) restored from its latest checkpoint."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{workdir} is not a training run (no config.json)")
+    latest = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
+    if latest is None:
+        raise FileNotFoundError(f"{workdir} has no checkpoint")
+    with open(path) as f:
+        architecture = json.load(f)["architecture"]
+    config = architecture["generator"]
+    generator = Generator.from_config(config)
+    generator.build()
+    key = "ema_generator" if architecture["ema"] else "generator"
+    tf.train.Checkpoint(**{key: generator}).restore(latest).expect_partial()
+    return generator
+
+
+def _set_precision(precision):
+    keras.mixed_precision.set_global_policy(precision)
+
+
+# ---------------------------------------------------------------------- run
+def run(config):
+    """Trains (resuming from `config.workdir` when it holds a checkpoint), writes
+    samples, TensorBoard logs and checkpoints there, and exports the generator.
+    Returns a dict with the final step, the last logs and the export path."""
+    config.validate()
+    strategy = make_strategy(config.strategy, config.num_cpu_devices)
+    data.check_batch_size(config.batch_size, strategy.num_replicas_in_sync)
+    _set_precision(config.precision)
+    info = data.describe(config.data_spec())
+    num_classes = info.num_classes if config.conditional else 0
+    if config.conditional and not num_classes:
+        raise ConfigError(f"--conditional needs a labelled dataset; {config.dataset} has no labels")
+    with strategy.scope():
+        gan = build_gan(config, num_classes)
+    architecture = _architecture(gan)
+    _check_workdir(config.workdir, architecture)
+    os.makedirs(config.workdir, exist_ok=True)
+    samples_dir = os.path.join(config.workdir, "samples")
+    os.makedirs(samples_dir, exist_ok=True)
+
+    checkpoint = make_checkpoint(gan)
+    manager = tf.train.CheckpointManager(checkpoint, os.path.join(config.workdir, "checkpoints"),
+                                         max_to_keep=config.keep_checkpoints)
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        logging.info("resumed from %s at step %d", manager.latest_checkpoint, int(gan.step))
+    with open(os.path.join(config.workdir, "config.json"), "w") as f:
+        json.dump({"architecture": architecture, "flags": dataclasses.asdict(config),
+                   "dataset": dataclasses.asdict(info)}, f, indent=1, default=str)
+
+    start = int(gan.step)
+    remaining = config.steps - start
+    logs = {}
+    if remaining > 0:
+        logs = _fit(config, strategy, gan, manager, info, num_classes, start, remaining)
+    else:
+        logging.info("already trained to step %d (--steps=%d)", start, config.steps)
+    result = {"step": int(gan.step), "logs": logs, "workdir": config.workdir}
+    if config.export:
+        from sagan_tf import export
+
+        sampler = Generator.from_config(gan.sampler.get_config())
+        sampler.build()
+        sampler.set_weights([np.asarray(w) for w in gan.sampler.weights])
+        name = config.export_name or os.path.basename(os.path.normpath(config.workdir))
+        result["export"] = export.export_generator(sampler, config.export_dir, name)
+        logging.info("exported the generator to %s", result["export"])
+    return result
+
+
+def _fit(config, strategy, gan, manager, info, num_classes, start, remaining):
+    # A resumed run reshuffles with a step-dependent seed rather than replaying the epoch.
+    spec = config.data_spec(seed_offset=start)
+    dataset = data.distributed_dataset(strategy, spec, config.batch_size * config.d_steps)
+    writer = tf.summary.create_file_writer(os.path.join(config.workdir, "logs"))
+    _write_hparams(writer, config)
+    fixed_z, fixed_labels = _fixed_latents(config, num_classes)
+    real_images, real_labels = next(iter(data.input_fn(config.data_spec(), 4, repeat=False)))
+    monitor = cb.TrainingMonitor(
+        writer, config.steps, config.batch_size, config.log_every, config.sample_every,
+        os.path.join(config.workdir, "samples"), fixed_z, fixed_labels,
+        real_images, real_labels if num_classes else None)
+    callbacks = [cb.NonFiniteGuard(), cb.CheckpointSaver(manager, config.checkpoint_every), monitor]
+    logging.info("training %s on %s (%s) for %d steps from step %d, global batch %d, %d replica(s)",
+                 config.preset, config.dataset, info.description, remaining, start,
+                 config.batch_size, strategy.num_replicas_in_sync)
+    history = gan.fit(dataset, epochs=1, steps_per_epoch=remaining, callbacks=callbacks, verbose=0)
+    logs = {k: float(v[-1]) for k, v in history.history.items()}
+    logs["images_per_second"] = monitor.images_per_second
+    return logs
+
+
+def _fixed_latents(config, num_classes):
+    if num_classes:
+        rows = min(num_classes, 10)
+        labels = np.repeat(np.arange(rows, dtype=np.int32), 8)
+    else:
+        labels = None
+    n = 64 if labels is None else len(labels)
+    z = tf.random.stateless_normal([n, config.z_dim], seed=[config.seed, 2**30])
+    return z, labels
+
+
+def _write_hparams(writer, config):
+    from tensorboard.plugins.hparams import api as hp
+
+    values = {}
+    for k, v in dataclasses.asdict(config).items():
+        if isinstance(v, (bool, int, float, str)):
+            values[k] = v
+        elif v is not None:
+            values[k] = str(v)
+    with writer.as_default():
+        hp.hparams(values)
+    writer.flush()
