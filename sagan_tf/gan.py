@@ -64,6 +64,11 @@ class SAGAN(keras.Model):
         self.d_real_tracker = keras.metrics.Mean(name="d_real")
         self.d_fake_tracker = keras.metrics.Mean(name="d_fake")
         self.gp_tracker = keras.metrics.Mean(name="gp") if loss == "wgan_gp" else None
+        for net in (generator, discriminator):
+            if not net.built:
+                net.build()
+        # G and D are built: nothing for Keras to build symbolically from a data batch.
+        self.built = True
 
     @property
     def sampler(self):

@@ -249,12 +249,14 @@ def _set_precision(precision):
 
 
 # ---------------------------------------------------------------------- run
-def run(config):
+def run(config, strategy=None):
     """Trains (resuming from `config.workdir` when it holds a checkpoint), writes
     samples, TensorBoard logs and checkpoints there, and exports the generator.
-    Returns a dict with the final step, the last logs and the export path."""
+    Returns a dict with the final step, the last logs and the export path.
+    `strategy` overrides `config.strategy` (one strategy per process is the rule
+    under tf.distribute)."""
     config.validate()
-    strategy = make_strategy(config.strategy, config.num_cpu_devices)
+    strategy = strategy or make_strategy(config.strategy, config.num_cpu_devices)
     data.check_batch_size(config.batch_size, strategy.num_replicas_in_sync)
     _set_precision(config.precision)
     info = data.describe(config.data_spec())
@@ -274,19 +276,19 @@ def run(config):
                                          max_to_keep=config.keep_checkpoints)
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        logging.info("resumed from %s at step %d", manager.latest_checkpoint, int(gan.step))
+        logging.info("resumed from %s at step %d", manager.latest_checkpoint, int(gan.step.numpy()))
     with open(os.path.join(config.workdir, "config.json"), "w") as f:
         json.dump({"architecture": architecture, "flags": dataclasses.asdict(config),
                    "dataset": dataclasses.asdict(info)}, f, indent=1, default=str)
 
-    start = int(gan.step)
+    start = int(gan.step.numpy())
     remaining = config.steps - start
     logs = {}
     if remaining > 0:
         logs = _fit(config, strategy, gan, manager, info, num_classes, start, remaining)
     else:
         logging.info("already trained to step %d (--steps=%d)", start, config.steps)
-    result = {"step": int(gan.step), "logs": logs, "workdir": config.workdir}
+    result = {"step": int(gan.step.numpy()), "logs": logs, "workdir": config.workdir}
     if config.export:
         from sagan_tf import export
 

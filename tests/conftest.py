@@ -9,3 +9,20 @@ _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
 )
+
+import pytest  # noqa: E402
+
+_MIRRORED = []
+
+
+@pytest.fixture
+def mirrored():
+    """One 2-replica MirroredStrategy per test process.
+
+    Each new strategy over the same devices restarts its collective instance
+    keys, which then collide with those a previous strategy left in the
+    runtime; a real run makes one strategy per process, so the tests share one.
+    """
+    if not _MIRRORED:
+        _MIRRORED.append(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+    return _MIRRORED[0]

@@ -147,8 +147,8 @@ def test_deterministic_order_with_seed():
     assert not np.array_equal(a, c)
 
 
-def test_two_replicas_get_half_the_global_batch_each():
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def test_two_replicas_get_half_the_global_batch_each(mirrored):
+    strategy = mirrored
     ds = data.distributed_dataset(strategy, data.DataSpec("mnist5k", 32, 1), 16)
     images, labels = next(iter(ds))
     shapes = [t.shape for t in strategy.experimental_local_results(images)]

@@ -109,8 +109,8 @@ def test_gradient_flows_through_sigma():
     assert np.abs(assign_grad - numeric).max() > 1e-2
 
 
-def test_u_update_under_mirrored_strategy():
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def test_u_update_under_mirrored_strategy(mirrored):
+    strategy = mirrored
     with strategy.scope():
         layer = SpectralNormalization(keras.layers.Dense(3), power_iterations=1)
         layer.build((None, 4))

@@ -1,0 +1,215 @@
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from absl import flags as absl_flags
+
+from sagan_tf import callbacks, data, training
+from sagan_tf.gan import SAGAN
+from sagan_tf.models import Discriminator, Generator
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = dict(preset="dcgan_32", base_channels=8, z_dim=16, batch_size=8, log_every=2,
+            sample_every=4, checkpoint_every=4, export=True)
+
+
+def _config(tmp_path, **kwargs):
+    merged = dict(TINY, workdir=str(tmp_path / "run"), export_dir=str(tmp_path / "savedmodels"))
+    merged.update(kwargs)
+    return training.TrainConfig(**merged)
+
+
+def _event_tags(logdir):
+    tags = set()
+    for path in glob.glob(os.path.join(logdir, "events.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                tags.add(value.tag)
+    return tags
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_tiny_pipeline_on_mnist5k(tmp_path, replicas, mirrored):
+    config = _config(tmp_path, steps=8, conditional=True, ema_decay=0.9, ema_start=2)
+    result = training.run(config, strategy=mirrored if replicas == 2 else None)
+    assert result["step"] == 8
+    assert all(np.isfinite(v) for k, v in result["logs"].items() if k != "images_per_second")
+    run = tmp_path / "run"
+    assert sorted(os.listdir(run / "samples")) == ["step_0000004.png", "step_0000008.png"]
+    png = tf.io.decode_png(tf.io.read_file(str(run / "samples" / "step_0000008.png")))
+    assert png.shape[-1] == 3 and png.shape[0] > 10 * 32  # one row per class (10 classes)
+    assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("ckpt-8")
+    tags = _event_tags(str(run / "logs"))
+    for tag in ("losses/d_loss", "losses/g_loss", "losses/d_real", "losses/d_fake",
+                "gamma/G_attention8", "gamma/G_attention16", "gamma/D_attention8",
+                "learning_rate/G", "speed/images_per_second", "samples",
+                "attention/G_attention16", "attention/D_attention4", "_hparams_/session_start_info"):
+        assert tag in tags, tag
+    assert os.path.exists(os.path.join(result["export"], "saved_model.pb"))
+
+
+def test_tiny_pipeline_on_mocked_celeb_a(tmp_path):
+    with tfds.testing.mock_data(num_examples=32):
+        config = _config(tmp_path, dataset="celeb_a", steps=4, g_attention=(16,),
+                         d_attention=(8,), export=False)
+        result = training.run(config)
+    assert result["step"] == 4 and "export" not in result
+    with open(tmp_path / "run" / "config.json") as f:
+        saved = json.load(f)
+    assert saved["flags"]["dataset"] == "celeb_a"
+    assert saved["architecture"]["generator"]["attention_resolutions"] == [16]
+
+
+def _twin_gans(strategy, weights=None):
+    with strategy.scope():
+        g = Generator("dcgan", 16, z_dim=8, base_channels=8, attention_resolutions=(8,))
+        d = Discriminator("dcgan", 16, base_channels=8, attention_resolutions=(4,))
+        g.build()
+        d.build()
+        gan = SAGAN(g, d, seed=3)
+        gan.compile(keras.optimizers.SGD(0.1), keras.optimizers.SGD(0.1))
+        gan.build_optimizers()
+        if weights is not None:
+            for var, value in zip(g.weights + d.weights, weights):
+                var.assign(value)
+        for layer in g.attention_layers + d.attention_layers:
+            layer.gamma.assign(0.5)  # so attention weights get gradients too
+    return gan
+
+
+def test_two_replica_step_equals_one_replica_step(mirrored):
+    images = tf.random.stateless_uniform([8, 16, 16, 3], seed=[1, 2], minval=-1, maxval=1)
+    batch = tf.data.Dataset.from_tensors((images, tf.zeros([8], tf.int32)))
+    one = _twin_gans(tf.distribute.get_strategy())
+    start = [np.asarray(w) for w in one.generator.weights + one.discriminator.weights]
+    two = _twin_gans(mirrored, start)
+    log_one = one.fit(batch, epochs=1, steps_per_epoch=1, verbose=0).history
+    log_two = two.fit(mirrored.experimental_distribute_dataset(batch), epochs=1,
+                      steps_per_epoch=1, verbose=0).history
+    for key in ("d_loss", "g_loss", "d_real", "d_fake"):
+        np.testing.assert_allclose(log_two[key], log_one[key], rtol=1e-4, atol=1e-5)
+    names = [w.path for w in one.generator.weights + one.discriminator.weights]
+    ws_one = one.generator.weights + one.discriminator.weights
+    ws_two = two.generator.weights + two.discriminator.weights
+    moved = 0
+    for name, a, b, s in zip(names, ws_one, ws_two, start):
+        # Weights, batch-norm statistics and spectral-norm u all agree.
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=2e-5, err_msg=name)
+        moved += not np.allclose(np.asarray(a), s)
+    assert moved > len(names) // 2
+
+
+def test_nan_guard_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    calls = tf.Variable(0)
+
+    def poisoned_g(fake_logits):
+        calls.assign_add(1)
+        return -fake_logits + tf.where(calls > 6, np.nan, 0.0)
+
+    from sagan_tf import losses
+    real_get = losses.get
+    monkeypatch.setattr(losses, "get", lambda name: (real_get(name)[0], poisoned_g))
+    config = _config(tmp_path, steps=20, export=True)
+    with pytest.raises(callbacks.NonFiniteLossError, match=r"g_loss.*step 7"):
+        training.run(config)
+    ckpt_dir = str(tmp_path / "run" / "checkpoints")
+    latest = tf.train.latest_checkpoint(ckpt_dir)
+    assert latest.endswith("ckpt-4")
+    reader = tf.train.load_checkpoint(latest)
+    for name in reader.get_variable_to_shape_map():
+        value = reader.get_tensor(name)
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+            assert np.isfinite(value).all(), name
+    assert not os.path.exists(tmp_path / "savedmodels")
+
+
+def test_workdir_of_another_architecture_is_refused(tmp_path):
+    training.run(_config(tmp_path, steps=4, export=False))
+    before = sorted(os.listdir(tmp_path / "run" / "checkpoints"))
+    with pytest.raises(training.ConfigError, match="different architecture.*base_channels: 8 != 16"):
+        training.run(_config(tmp_path, steps=8, base_channels=16, export=False))
+    assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == before
+
+
+def test_resume_continues_the_step_count(tmp_path):
+    training.run(_config(tmp_path, steps=4, export=False))
+    result = training.run(_config(tmp_path, steps=6, export=False))
+    assert result["step"] == 6
+
+
+@pytest.mark.parametrize("flagfile", sorted(glob.glob(os.path.join(ROOT, "flags", "*.flags"))))
+def test_every_flag_preset_parses_and_builds(flagfile):
+    from sagan_tf import train
+
+    flags = absl_flags.FLAGS
+    flags.unparse_flags()
+    flags(["train", f"--flagfile={flagfile}", "--batch_size=8"])
+    try:
+        config = train.config_from_flags()
+    finally:
+        flags.unparse_flags()
+    num_classes = 10 if config.conditional else 0
+    g_kwargs, d_kwargs = config.model_kwargs(num_classes)
+    g, d = Generator(**dict(g_kwargs, base_channels=8)), Discriminator(**dict(d_kwargs, base_channels=8))
+    images = g(tf.zeros([2, config.z_dim]), tf.zeros([2], tf.int32) if num_classes else None)
+    assert images.shape == (2, config.image_size, config.image_size, config.channels)
+    assert d(images, tf.zeros([2], tf.int32) if num_classes else None).shape == (2,)
+
+
+def _train_cli(*args, **kwargs):
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, "-m", "sagan_tf.train", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600, **kwargs)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--steps=-3"], "--steps must be >= 1"),
+    (["--loss=lsgan"], "--loss='lsgan' is unknown"),
+    (["--dataset=celeba"], "unknown dataset 'celeba'"),
+    (["--g_attention=7"], r"Generator: --g_attention/--d_attention must be one of \[4, 8, 16\]; received 7"),
+    (["--preset=dcgan_48"], "--preset='dcgan_48' is unknown"),
+    (["--strategy=mirrored", "--num_cpu_devices=2", "--batch_size=7"],
+     "batch size 7 must be a positive multiple of the number of replicas"),
+])
+def test_bad_flags_exit_with_one_line(tmp_path, args, message):
+    proc = _train_cli(f"--workdir={tmp_path / 'run'}", *args)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ")
+    assert __import__("re").search(message, last), last
+    assert not os.path.exists(tmp_path / "run" / "checkpoints")
+
+
+def test_resume_after_sigkill(tmp_path):
+    workdir = tmp_path / "run"
+    args = [f"--workdir={workdir}", "--base_channels=8", "--z_dim=16", "--batch_size=8",
+            "--steps=400", "--checkpoint_every=5", "--log_every=5", "--sample_every=1000",
+            "--noexport"]
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.Popen([sys.executable, "-m", "sagan_tf.train", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt_dir = str(workdir / "checkpoints")
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        latest = tf.train.latest_checkpoint(ckpt_dir) if os.path.isdir(ckpt_dir) else None
+        if latest and int(latest.rsplit("-", 1)[1]) >= 10:
+            break
+        time.sleep(0.2)
+    time.sleep(0.5)  # kill mid-run, between checkpoints or while writing one
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = int(tf.train.latest_checkpoint(ckpt_dir).rsplit("-", 1)[1])
+    assert 10 <= killed_at < 400
+    done = _train_cli(*[a if not a.startswith("--steps") else f"--steps={killed_at + 10}" for a in args])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"at step {killed_at}" in done.stderr
+    assert tf.train.latest_checkpoint(ckpt_dir).endswith(f"ckpt-{killed_at + 10}")
