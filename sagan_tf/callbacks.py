@@ -148,3 +148,61 @@ class TrainingMonitor(keras.callbacks.Callback):
                     tf.summary.image(f"attention/D_{layer.name}",
                                      visualize.make_grid(panels, columns=len(panels) // 4)[None])
         self.writer.flush()
+
+
+class PeriodicEvaluation(keras.callbacks.Callback):
+    """Every `every` steps: FID/KID/IS of the sampling generator against real
+    statistics (computed once), logged to TensorBoard under `eval/`; the best
+    checkpoint by FID is kept by `best_manager` (with `best.json` beside it)."""
+
+    def __init__(self, writer, every, backbone, real_stats, num_samples, best_manager, seed=0):
+        super().__init__()
+        self.writer = writer
+        self.every = every
+        self.backbone = backbone
+        self.real_stats = real_stats
+        self.num_samples = num_samples
+        self.best_manager = best_manager
+        self.seed = seed
+        self.best_fid = float("inf")
+        self.history = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = _step(self.model)
+        if step % self.every:
+            return
+        from sagan_tf import evaluate
+
+        result = evaluate.evaluate(evaluate.generator_sampler(self.model.sampler, self.seed),
+                                   self.backbone, self.real_stats, self.num_samples,
+                                   kid_subsets=20, kid_subset_size=min(500, self.num_samples))
+        self.history.append((step, result))
+        with self.writer.as_default(step=step):
+            tf.summary.scalar(f"eval/fid_{self.backbone.name}", result["fid"])
+            tf.summary.scalar(f"eval/kid_{self.backbone.name}", result["kid"])
+            tf.summary.scalar(f"eval/is_{self.backbone.name}", result["is"])
+        self.writer.flush()
+        logging.info("step %d eval (%s): fid %.3f kid %.5f is %.3f", step, self.backbone.name,
+                     result["fid"], result["kid"], result["is"])
+        if result["fid"] < self.best_fid:
+            self.best_fid = result["fid"]
+            self.best_manager.save(checkpoint_number=step)
+            with open(f"{self.best_manager.directory}/best.json", "w") as f:
+                import json
+
+                json.dump({"step": step, **result}, f, indent=1)
+
+
+class TimeLimit(keras.callbacks.Callback):
+    """Stops training (cleanly, with a final checkpoint) after `minutes` of training time."""
+
+    def __init__(self, minutes):
+        super().__init__()
+        self.seconds = minutes * 60
+
+    def on_train_begin(self, logs=None):
+        self.start = time.time()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.time() - self.start >= self.seconds:
+            self.model.stop_training = True

@@ -81,6 +81,7 @@ class _ServingModule(tf.Module):
             checks += self._check_labels(labels, tf.shape(z)[0])
         with tf.control_dependencies(checks):
             z = tf.ensure_shape(tf.identity(z), [None, self.generator.z_dim])
+            labels = None if labels is None else tf.identity(labels)
         return {"images": self.to_rgb(self.images(z, labels))}
 
     def generate(self, seed, num, truncation, labels=None):
@@ -115,6 +116,8 @@ class _ServingModule(tf.Module):
             checks += self._check_labels(labels, tf.shape(z)[0])
         with tf.control_dependencies(checks):
             z = tf.ensure_shape(tf.identity(z), [None, self.generator.z_dim])
+            labels = None if labels is None else tf.identity(labels)
+            queries = tf.identity(queries)
         images, maps = self.generator(z, labels, training=False, return_attention=True)
         out = {"images": self.to_rgb(tf.cast(
             tf.round((tf.clip_by_value(images, -1.0, 1.0) + 1.0) * 127.5), tf.uint8))}

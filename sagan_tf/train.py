@@ -56,6 +56,14 @@ flags.DEFINE_string("manual_dir", None, "TFDS manual-download directory.")
 flags.DEFINE_integer("crop", None, "Center crop before resizing (celeb_a default 140).")
 flags.DEFINE_boolean("folder_labels", False, "Use class sub-folders of folder:PATH as labels.")
 flags.DEFINE_boolean("deterministic", False, "Deterministic input order.")
+flags.DEFINE_integer("eval_every", 0, "Steps between FID/KID/IS evaluations (0: off); the best "
+                     "checkpoint by FID is kept in <workdir>/best.")
+flags.DEFINE_integer("eval_samples", 1000, "Samples per periodic evaluation.")
+flags.DEFINE_enum("eval_backbone", "classifier", ["classifier", "inception_graph", "keras_inception"],
+                  "Feature network of the periodic evaluation (classifier: mnist5k only).")
+flags.DEFINE_string("inception_graph", None, "Path of the FID Inception graph "
+                    "(classify_image_graph_def.pb) for --eval_backbone=inception_graph.")
+flags.DEFINE_float("max_minutes", 0.0, "Stop after this many minutes of training (0: no limit).")
 flags.DEFINE_boolean("export", True, "Export the generator as a SavedModel at the end.")
 flags.DEFINE_string("export_dir", "savedmodels", "Base directory of exported SavedModels.")
 flags.DEFINE_string("export_name", None, "Exported model name (default: the workdir's name).")
@@ -81,7 +89,7 @@ def config_from_flags():
 def main(argv):
     if len(argv) > 1:
         sys.exit(f"error: unexpected arguments {argv[1:]}")
-    from sagan_tf import callbacks, data, export
+    from sagan_tf import backbones, callbacks, data, export
 
     std_logging.getLogger("tensorflow").setLevel(std_logging.WARNING)
 
@@ -89,7 +97,7 @@ def main(argv):
         config = config_from_flags()
         result = training.run(config)
     except (training.ConfigError, data.DataError, callbacks.NonFiniteLossError,
-            export.ExportError) as e:
+            export.ExportError, backbones.BackboneError) as e:
         sys.exit(f"error: {e}")
     logging.info("done: step %d, workdir %s%s", result["step"], result["workdir"],
                  f", SavedModel {result['export']}" if result.get("export") else "")

@@ -66,6 +66,11 @@ class TrainConfig:
     crop: Optional[int] = None
     folder_labels: bool = False
     deterministic: bool = False
+    eval_every: int = 0
+    eval_samples: int = 1000
+    eval_backbone: str = "classifier"
+    inception_graph: Optional[str] = None
+    max_minutes: float = 0.0
     export: bool = True
     export_dir: str = "savedmodels"
     export_name: Optional[str] = None
@@ -106,6 +111,14 @@ class TrainConfig:
         if self.jit_compile and self.strategy in ("mirrored", "multi_worker"):
             bad("--jit_compile works on one device only; use --strategy=one_device or auto "
                 "on a single device")
+        if self.eval_every < 0 or self.eval_samples < 10:
+            bad(f"--eval_every must be >= 0 and --eval_samples >= 10; got {self.eval_every}, "
+                f"{self.eval_samples}")
+        if self.eval_every and self.eval_backbone == "classifier" and self.dataset != "mnist5k":
+            bad("--eval_backbone=classifier (the mnist5k classifier) fits --dataset=mnist5k only; "
+                "use --eval_backbone=inception_graph --inception_graph=PATH")
+        if self.max_minutes < 0:
+            bad(f"--max_minutes must be >= 0; got {self.max_minutes}")
         if self.channels not in (1, 3):
             bad(f"--channels must be 1 or 3; got {self.channels}")
         # Architecture arguments are checked by building the models' constructors.
@@ -314,6 +327,10 @@ def _fit(config, strategy, gan, manager, info, num_classes, start, remaining):
         os.path.join(config.workdir, "samples"), fixed_z, fixed_labels,
         real_images, real_labels if num_classes else None)
     callbacks = [cb.NonFiniteGuard(), cb.CheckpointSaver(manager, config.checkpoint_every), monitor]
+    if config.eval_every:
+        callbacks.append(_evaluation_callback(config, gan, writer))
+    if config.max_minutes:
+        callbacks.append(cb.TimeLimit(config.max_minutes))
     logging.info("training %s on %s (%s) for %d steps from step %d, global batch %d, %d replica(s)",
                  config.preset, config.dataset, info.description, remaining, start,
                  config.batch_size, strategy.num_replicas_in_sync)
@@ -321,6 +338,20 @@ def _fit(config, strategy, gan, manager, info, num_classes, start, remaining):
     logs = {k: float(v[-1]) for k, v in history.history.items()}
     logs["images_per_second"] = monitor.images_per_second
     return logs
+
+
+def _evaluation_callback(config, gan, writer):
+    from sagan_tf import backbones, evaluate
+
+    backbone = backbones.get(config.eval_backbone, config.inception_graph)
+    split = "test" if config.dataset == "mnist5k" else "train"
+    spec = data.DataSpec(config.dataset, config.image_size, 3, split=split,
+                         data_dir=config.data_dir, crop=config.crop, deterministic=True)
+    real = evaluate.real_stats(backbone, spec, config.eval_samples)
+    best = tf.train.CheckpointManager(make_checkpoint(gan), os.path.join(config.workdir, "best"),
+                                      max_to_keep=1)
+    return cb.PeriodicEvaluation(writer, config.eval_every, backbone, real, config.eval_samples,
+                                 best, seed=config.seed)
 
 
 def _fixed_latents(config, num_classes):

@@ -36,7 +36,7 @@ def default_queries(size):
     return [(int(size * fy), int(size * fx)) for fy, fx in ((0.3, 0.3), (0.5, 0.65), (0.75, 0.4))]
 
 
-def attention_panels(images, attention, queries=None):
+def attention_panels(images, attention, queries=None, min_size=128):
     """Where each query pixel looks, overlaid on the images.
 
     Args:
@@ -48,6 +48,8 @@ def attention_panels(images, attention, queries=None):
         pixels marked, then one heat-map overlay per query.
     """
     images = to_uint8(images)
+    scale = max(1, min_size // images.shape[1])  # small images: nearest upscaling
+    images = images.repeat(scale, axis=1).repeat(scale, axis=2)
     attention = np.asarray(attention, np.float32)
     b, h, w, _ = images.shape
     q_side = int(round(np.sqrt(attention.shape[1])))

@@ -1,6 +1,10 @@
 import os
 
+import tempfile
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# One cache (the mnist5k classifier backbone) for the whole session and its subprocesses.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="sagan_tf_test_cache_")
 
 import tensorflow as tf  # noqa: E402
 

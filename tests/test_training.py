@@ -177,6 +177,7 @@ def _train_cli(*args, **kwargs):
     (["--dataset=celeba"], "unknown dataset 'celeba'"),
     (["--g_attention=7"], r"Generator: --g_attention/--d_attention must be one of \[4, 8, 16\]; received 7"),
     (["--preset=dcgan_48"], "--preset='dcgan_48' is unknown"),
+    (["--dataset=cifar10", "--eval_every=10"], "classifier.*fits --dataset=mnist5k only"),
     (["--strategy=mirrored", "--num_cpu_devices=2", "--batch_size=7"],
      "batch size 7 must be a positive multiple of the number of replicas"),
 ])
@@ -213,3 +214,23 @@ def test_resume_after_sigkill(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"at step {killed_at}" in done.stderr
     assert tf.train.latest_checkpoint(ckpt_dir).endswith(f"ckpt-{killed_at + 10}")
+
+
+def test_periodic_evaluation_keeps_the_best_checkpoint(tmp_path):
+    config = _config(tmp_path, steps=8, eval_every=4, eval_samples=40, export=False,
+                     conditional=True)
+    training.run(config)
+    best_dir = tmp_path / "run" / "best"
+    with open(best_dir / "best.json") as f:
+        best = json.load(f)
+    assert best["step"] in (4, 8) and best["backbone"] == "classifier"
+    assert tf.train.latest_checkpoint(str(best_dir)).endswith(f"ckpt-{best['step']}")
+    tags = _event_tags(str(tmp_path / "run" / "logs"))
+    assert {"eval/fid_classifier", "eval/kid_classifier", "eval/is_classifier"} <= tags
+
+
+def test_time_limit_stops_cleanly_with_a_checkpoint(tmp_path):
+    result = training.run(_config(tmp_path, steps=100000, max_minutes=0.05, export=False))
+    assert 0 < result["step"] < 100000
+    latest = tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints"))
+    assert latest.endswith(f"ckpt-{result['step']}")

@@ -1,0 +1,103 @@
+"""The popular PyTorch SAGAN's 64 px model, timed the way `sagan_tf.benchmark` times ours.
+
+Written from the architecture (../shared/REFERENCE.md: heykeetae/Self-Attention-GAN, z 128,
+conv_dim 64; SN on every conv but G's last ConvT and D's last conv; attention after G's 16x16 and
+32x32 layers and D's 8x8 and 4x4 layers), and counted at its best: no G gradients in the D step
+(`torch.no_grad`), D frozen in the G step, built-in spectral_norm, set_to_none zero_grad.
+
+    pip install torch==2.13.0   # the CPU wheel; not a dependency of sagan_tf
+    python benchmarks/pytorch_sagan.py --batch 64 --steps 10
+Prints one JSON line like sagan_tf.benchmark.
+"""
+
+import argparse
+import json
+import resource
+import time
+
+import torch
+from torch import nn
+from torch.nn.utils import spectral_norm as sn
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.q = nn.Conv2d(c, c // 8, 1)
+        self.k = nn.Conv2d(c, c // 8, 1)
+        self.v = nn.Conv2d(c, c, 1)
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        q = self.q(x).view(b, -1, h * w).permute(0, 2, 1)  # B, N, C/8
+        k = self.k(x).view(b, -1, h * w)  # B, C/8, N
+        attn = torch.softmax(torch.bmm(q, k), dim=-1)  # B, N, N
+        v = self.v(x).view(b, -1, h * w)  # B, C, N
+        o = torch.bmm(v, attn.permute(0, 2, 1)).view(b, c, h, w)
+        return self.gamma * o + x
+
+
+def generator(z_dim=128, d=64):
+    def up(i, o):
+        return [sn(nn.ConvTranspose2d(i, o, 4, 2, 1)), nn.BatchNorm2d(o), nn.ReLU()]
+    return nn.Sequential(
+        sn(nn.ConvTranspose2d(z_dim, d * 8, 4)), nn.BatchNorm2d(d * 8), nn.ReLU(),
+        *up(d * 8, d * 4), *up(d * 4, d * 2), SelfAttention(d * 2),
+        *up(d * 2, d), SelfAttention(d),
+        nn.ConvTranspose2d(d, 3, 4, 2, 1), nn.Tanh())
+
+
+def discriminator(d=64):
+    def down(i, o):
+        return [sn(nn.Conv2d(i, o, 4, 2, 1)), nn.LeakyReLU(0.1)]
+    return nn.Sequential(
+        *down(3, d), *down(d, d * 2), *down(d * 2, d * 4), SelfAttention(d * 4),
+        *down(d * 4, d * 8), SelfAttention(d * 8), nn.Conv2d(d * 8, 1, 4))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    g, d = generator(), discriminator()
+    g_opt = torch.optim.Adam(g.parameters(), 1e-4, betas=(0.0, 0.9))
+    d_opt = torch.optim.Adam(d.parameters(), 4e-4, betas=(0.0, 0.9))
+    real = torch.rand(args.batch, 3, 64, 64) * 2 - 1
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+
+    def step():
+        z = torch.randn(args.batch, 128, 1, 1)
+        with torch.no_grad():
+            fake = g(z)
+        d_loss = torch.relu(1 - d(real)).mean() + torch.relu(1 + d(fake)).mean()
+        d_opt.zero_grad(set_to_none=True)
+        d_loss.backward()
+        d_opt.step()
+        for p in d.parameters():
+            p.requires_grad_(False)
+        g_loss = -d(g(torch.randn(args.batch, 128, 1, 1))).mean()
+        g_opt.zero_grad(set_to_none=True)
+        g_loss.backward()
+        g_opt.step()
+        for p in d.parameters():
+            p.requires_grad_(True)
+
+    for _ in range(3):
+        step()
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    elapsed = time.perf_counter() - start
+    print(json.dumps({"mode": "train", "impl": "pytorch", "preset": "dcgan_64", "imsize": 64,
+                      "batch": args.batch, "threads": args.threads,
+                      "g_params": count(g), "d_params": count(d),
+                      "img_per_s": round(args.steps * args.batch / elapsed, 2),
+                      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""python -m sagan_tf.benchmark: throughput figures, one JSON line per case.
+
+Modes:
+  train     full training iterations (D step + G step) on synthetic batches;
+  generate  generator inference (Keras model, inference mode);
+  data      input-pipeline images/s (celeb_a-shaped JPEG folder at 64 px, mnist5k);
+  serve     exported SavedModel (`serving_default`) against the Keras generator, batch 1/16/64.
+
+With no --mode/--preset it runs the standard set: training at 64 px batch 64 (`dcgan_64`, the
+popular PyTorch SAGAN's architecture) and 128 px (`resnet_128`), with and without XLA, plus
+generator inference.
+"""
+
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("mode", None, ["train", "generate", "data", "serve"], "One mode (default: standard set).")
+flags.DEFINE_string("preset", None, "Model preset (default: dcgan_64).")
+flags.DEFINE_integer("imsize", None, "Image size; picks the preset's family at that size.")
+flags.DEFINE_integer("batch", 64, "Batch size.")
+flags.DEFINE_integer("steps", 10, "Timed iterations (after 3 warm-up ones).")
+flags.DEFINE_boolean("xla", False, "jit_compile the train step.")
+flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"], "Precision.")
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _emit(**fields):
+    fields["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    print(json.dumps(fields), flush=True)
+
+
+def _preset(preset, imsize):
+    from sagan_tf.models import PRESETS
+
+    preset = preset or "dcgan_64"
+    if imsize:
+        preset = f"{preset.rsplit('_', 1)[0]}_{imsize}"
+    if preset not in PRESETS:
+        raise ValueError(f"--preset/--imsize give {preset!r}; use one of {sorted(PRESETS)}")
+    return preset
+
+
+def bench_train(preset, batch, steps, xla, precision):
+    from sagan_tf.gan import SAGAN
+    from sagan_tf.models import Discriminator, Generator
+
+    keras.mixed_precision.set_global_policy(precision)
+    g, d = Generator.from_preset(preset), Discriminator.from_preset(preset)
+    gan = SAGAN(g, d)
+    gan.compile(keras.optimizers.Adam(1e-4, beta_1=0.0, beta_2=0.9),
+                keras.optimizers.Adam(4e-4, beta_1=0.0, beta_2=0.9), jit_compile=xla)
+    gan.build_optimizers()
+    size = g.image_size
+    images = tf.random.uniform([batch, size, size, 3], -1, 1)
+    ds = tf.data.Dataset.from_tensors((images, tf.zeros([batch], tf.int32))).repeat()
+    times = []
+
+    class Timer(keras.callbacks.Callback):
+        def on_train_batch_end(self, step, logs=None):
+            times.append(time.perf_counter())
+
+    gan.fit(ds, steps_per_epoch=steps + 3, epochs=1, verbose=0, callbacks=[Timer()])
+    elapsed = times[-1] - times[2]
+    _emit(mode="train", preset=preset, imsize=size, batch=batch, xla=xla, precision=precision,
+          img_per_s=round(steps * batch / elapsed, 2))
+
+
+def bench_generate(preset, batch, steps, xla, precision):
+    from sagan_tf.models import Generator
+
+    keras.mixed_precision.set_global_policy(precision)
+    g = Generator.from_preset(preset)
+    g.build()
+    fn = tf.function(lambda z: g(z, training=False), jit_compile=xla)
+    z = tf.random.normal([batch, g.z_dim])
+    for _ in range(3):
+        fn(z).numpy()
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn(z).numpy()
+    _emit(mode="generate", preset=preset, imsize=g.image_size, batch=batch, xla=xla,
+          precision=precision, img_per_s=round(steps * batch / (time.perf_counter() - start), 2))
+
+
+def _time_pipeline(ds, batches, batch):
+    it = iter(ds)
+    for _ in range(3):
+        next(it)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(it)
+    return round(batches * batch / (time.perf_counter() - start), 1)
+
+
+def bench_data(batch, steps):
+    from PIL import Image
+
+    from sagan_tf import data
+
+    with tempfile.TemporaryDirectory() as root:
+        rng = np.random.default_rng(0)
+        for i in range(512):  # celeb_a-shaped: 218x178 JPEG
+            Image.fromarray(rng.integers(0, 255, (218, 178, 3), dtype=np.uint8)).save(
+                os.path.join(root, f"{i:04d}.jpg"), quality=90)
+        spec = data.DataSpec(f"folder:{root}", 64, 3, crop=140, cache_limit_mb=0)
+        _emit(mode="data", dataset="celeb_a-shaped folder (218x178 jpeg, crop 140, no cache)",
+              imsize=64, batch=batch, img_per_s=_time_pipeline(data.input_fn(spec, batch), steps, batch))
+    for size in (32, 64):
+        spec = data.DataSpec("mnist5k", size, 3)
+        ds = data.input_fn(spec, batch)
+        _time_pipeline(ds, 80, batch)  # fill the cache (first epoch)
+        _emit(mode="data", dataset="mnist5k (cached)", imsize=size, batch=batch,
+              img_per_s=_time_pipeline(ds, steps, batch))
+
+
+def bench_serve(preset, steps):
+    from sagan_tf import export
+    from sagan_tf.models import Generator
+
+    g = Generator.from_preset(preset)
+    g.build()
+    with tempfile.TemporaryDirectory() as root:
+        loaded = tf.saved_model.load(export.export_generator(g, root, "bench"))
+        serve = loaded.signatures["serving_default"]
+        keras_fn = tf.function(lambda z: g(z, training=False))
+        for batch in (1, 16, 64):
+            z = tf.random.normal([batch, g.z_dim])
+            for name, fn in (("savedmodel", lambda: serve(z=z)["images"]),
+                             ("keras", lambda: keras_fn(z))):
+                for _ in range(3):
+                    fn().numpy()
+                start = time.perf_counter()
+                for _ in range(steps):
+                    fn().numpy()
+                _emit(mode="serve", runtime=name, preset=preset, imsize=g.image_size, batch=batch,
+                      img_per_s=round(steps * batch / (time.perf_counter() - start), 2))
+
+
+def main(argv):
+    if len(argv) > 1:
+        sys.exit(f"error: unexpected arguments {argv[1:]}")
+    try:
+        if FLAGS.mode is None and FLAGS.preset is None and FLAGS.imsize is None:
+            for preset in ("dcgan_64", "resnet_128"):
+                for xla in (False, True):
+                    bench_train(preset, FLAGS.batch, FLAGS.steps, xla, FLAGS.precision)
+            bench_generate("dcgan_64", FLAGS.batch, FLAGS.steps, False, FLAGS.precision)
+            return
+        preset = _preset(FLAGS.preset, FLAGS.imsize)
+        mode = FLAGS.mode or "train"
+        if mode == "train":
+            bench_train(preset, FLAGS.batch, FLAGS.steps, FLAGS.xla, FLAGS.precision)
+        elif mode == "generate":
+            bench_generate(preset, FLAGS.batch, FLAGS.steps, FLAGS.xla, FLAGS.precision)
+        elif mode == "data":
+            bench_data(FLAGS.batch, FLAGS.steps)
+        else:
+            bench_serve(preset, FLAGS.steps)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,156 @@
+"""python -m sagan_tf.evaluate: FID, KID and IS of an exported generator, one JSON line.
+
+    python -m sagan_tf.evaluate --model=savedmodels/mnist5k --dataset=mnist5k --split=test
+    python -m sagan_tf.evaluate --model=savedmodels/celeba --dataset=celeb_a \
+        --backbone=inception_graph --inception_graph=classify_image_graph_def.pb --num_samples=50000
+
+Real statistics come from the dataset split, fake ones from the SavedModel's
+`generate` signature; both are streamed in batches (see `sagan_tf.metrics`).
+"""
+
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+
+from sagan_tf import backbones, data, metrics  # noqa: E402
+
+
+def _stream(images_iter, backbone, num, inception_score=None):
+    stats = metrics.FeatureStats(backbone.feature_dim)
+    for images in images_iter:
+        images = images[:num - stats.n]
+        features, logits = backbone(images)
+        stats.update(features)
+        if inception_score is not None:
+            inception_score.update(logits)
+        if stats.n >= num:
+            break
+    return stats
+
+
+def real_batches(spec, batch_size):
+    for images, _ in data.input_fn(spec, batch_size, repeat=False):
+        yield images
+
+
+def real_stats(backbone, real_spec, num_real, batch_size=100):
+    """Streaming feature statistics of up to `num_real` images of a dataset split."""
+    return _stream(real_batches(real_spec, batch_size), backbone, num_real)
+
+
+def evaluate(sample_fn, backbone, real, num_samples, batch_size=100, kid_subsets=100,
+             kid_subset_size=1000):
+    """Metrics of `sample_fn(n, offset) -> images in [-1, 1]` against real `FeatureStats`.
+
+    Returns a dict; `warnings` lists what makes the numbers weaker (few samples).
+    """
+    def fake_batches():
+        offset = 0
+        while True:
+            n = min(batch_size, num_samples - offset)
+            yield sample_fn(n, offset)
+            offset += n
+
+    inception_score = metrics.InceptionScore(num_samples, _num_logits(backbone), splits=10)
+    fake = _stream(fake_batches(), backbone, num_samples, inception_score)
+    warnings = []
+    for name, stats in (("real", real), ("fake", fake)):
+        if stats.n <= backbone.feature_dim:
+            warnings.append(
+                f"only {stats.n} {name} samples for {backbone.feature_dim}-d features: the "
+                "covariance is rank-deficient, so FID is biased upward and comparable only "
+                "between runs with the same sample counts")
+    kid_mean, kid_std = metrics.kid(real.kid_features, fake.kid_features, kid_subsets,
+                                    kid_subset_size)
+    is_mean, is_std = inception_score.result()
+    return {"backbone": backbone.name, "label": backbone.label,
+            "comparable_with_papers": backbone.comparable_with_papers,
+            "fid": round(metrics.fid(real, fake), 4), "kid": round(kid_mean, 6),
+            "kid_std": round(kid_std, 6), "is": round(is_mean, 4), "is_std": round(is_std, 4),
+            "num_real": real.n, "num_fake": fake.n, "warnings": warnings}
+
+
+def generator_sampler(generator, seed=0):
+    """sample_fn of a Keras generator (inference mode, stateless seeded z and labels)."""
+    def sample(n, offset):
+        seeds = [seed + 7919, offset]
+        z = tf.random.stateless_normal([n, generator.z_dim], seed=seeds)
+        labels = None
+        if generator.num_classes:
+            labels = tf.random.stateless_uniform([n], seed=[seed + 7920, offset],
+                                                 maxval=generator.num_classes, dtype=tf.int32)
+        return generator(z, labels, training=False)
+    return sample
+
+
+def _num_logits(backbone):
+    probe = backbone(tf.zeros([1, 32, 32, 3]))
+    return probe[1].shape[-1]
+
+
+def savedmodel_sampler(path, truncation=2.0, seed=0):
+    """sample_fn of an exported model's `generate` signature (uint8 -> [-1, 1])."""
+    loaded = tf.saved_model.load(path)
+    generate = loaded.signatures["generate"]
+    conditional = int(loaded.num_classes.numpy()) > 0
+
+    def sample(n, offset):
+        kwargs = dict(seed=tf.constant(seed * 1_000_003 + offset, tf.int64),
+                      num=tf.constant(n, tf.int32), truncation=tf.constant(truncation, tf.float32))
+        if conditional:
+            kwargs["labels"] = tf.constant([], tf.int32)
+        images = generate(**kwargs)["images"]
+        return tf.cast(images, tf.float32) / 127.5 - 1.0
+
+    return sample, int(loaded.image_size.numpy())
+
+
+FLAGS = flags.FLAGS
+
+
+def _define_flags():
+    flags.DEFINE_string("model", None, "Exported model: savedmodels/NAME or a version directory.")
+    flags.DEFINE_string("dataset", "mnist5k", "Real data (as in training).")
+    flags.DEFINE_string("split", None, "Real split (default: test for mnist5k, train otherwise).")
+    flags.DEFINE_integer("num_samples", 5000, "Generated samples.")
+    flags.DEFINE_integer("num_real", None, "Real samples (default: --num_samples, or the split).")
+    flags.DEFINE_enum("backbone", "classifier", list(backbones.BACKBONES), "Feature network.")
+    flags.DEFINE_string("inception_graph", None, "Path of classify_image_graph_def.pb.")
+    flags.DEFINE_string("keras_inception_weights", "imagenet", "Keras InceptionV3 weights.")
+    flags.DEFINE_float("truncation", 2.0, "Truncation of z.")
+    flags.DEFINE_integer("batch_size", 100, "Batch size.")
+    flags.DEFINE_integer("seed", 0, "Sampling seed.")
+    flags.DEFINE_string("data_dir", None, "TFDS data directory.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        sys.exit(f"error: unexpected arguments {argv[1:]}")
+    from sagan_tf.generate import GenerateError, resolve_model_dir
+
+    try:
+        path = resolve_model_dir(FLAGS.model)
+        sample, size = savedmodel_sampler(path, FLAGS.truncation, FLAGS.seed)
+        split = FLAGS.split or ("test" if FLAGS.dataset == "mnist5k" else "train")
+        spec = data.DataSpec(FLAGS.dataset, size, 3, split=split, data_dir=FLAGS.data_dir,
+                             deterministic=True)
+        backbone = backbones.get(FLAGS.backbone, FLAGS.inception_graph, FLAGS.keras_inception_weights)
+        real = real_stats(backbone, spec, FLAGS.num_real or FLAGS.num_samples, FLAGS.batch_size)
+        result = evaluate(sample, backbone, real, FLAGS.num_samples, FLAGS.batch_size)
+    except (GenerateError, data.DataError, backbones.BackboneError, metrics.MetricError) as e:
+        sys.exit(f"error: {e}")
+    for warning in result["warnings"]:
+        logging.warning("%s", warning)
+    result.update(model=path, dataset=FLAGS.dataset, split=split)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    _define_flags()
+    app.run(main)

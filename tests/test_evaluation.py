@@ -1,0 +1,138 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sagan_tf import backbones, evaluate, export, metrics
+from sagan_tf import data
+from sagan_tf.models import Generator
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+P = np.random.default_rng(0).normal(size=(3, 2048)).astype(np.float32)
+W = np.random.default_rng(1).normal(size=(2048, 1008)).astype(np.float32) * 0.01
+B = np.random.default_rng(2).normal(size=(1008,)).astype(np.float32)
+
+
+def _stand_in_graph(path, names=("ExpandDims", "pool_3", "softmax/weights", "softmax/biases")):
+    """A small GraphDef with the FID Inception graph's tensor names.
+
+    pool_3 = mean over pixels of ((x - 128) / 128) @ P + height / 299, so the test
+    can check the value range and the 299 resize the loader must apply.
+    """
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [1, None, None, 3], name=names[0])
+        normalized = tf.multiply(tf.subtract(x, 128.0, name="Sub"), 1.0 / 128, name="Mul")
+        mean = tf.reduce_mean(normalized, axis=[1, 2])  # (B, 3)
+        height = tf.cast(tf.shape(x)[1], tf.float32) / 299.0
+        pool = tf.reshape(tf.matmul(mean, P) + height, [-1, 1, 1, 2048], name=names[1])
+        tf.constant(W, name=names[2])
+        tf.constant(B, name=names[3])
+        del pool
+    with open(path, "wb") as f:
+        f.write(graph.as_graph_def().SerializeToString())
+    return path
+
+
+def test_inception_graph_loading_and_preprocessing(tmp_path):
+    backbone = backbones.InceptionGraph(_stand_in_graph(str(tmp_path / "g.pb")))
+    assert backbone.feature_dim == 2048 and backbone.comparable_with_papers
+    # Per-channel constant images in [-1, 1], 32 px, 4 of them (batch > 1, unlike the raw graph).
+    colors = np.array([[-1, 0, 1], [0.5, 0.5, 0.5], [1, 1, 1], [-1, -1, -1]], np.float32)
+    images = np.ones((4, 32, 32, 3), np.float32) * colors[:, None, None, :]
+    features, logits = backbone(images)
+    pixel = (colors + 1) * 127.5  # the [0, 255] range the graph expects
+    expected = ((pixel - 128) / 128) @ P + 1.0  # + height/299 with height resized to 299
+    # float32 means over 299x299 pixels carry ~1e-3 round-off; a wrong range or size is off by far more.
+    np.testing.assert_allclose(features, expected, atol=1e-2)
+    np.testing.assert_allclose(logits, expected @ W + B, atol=1e-2)
+    gray, _ = backbone(images[:, :, :, :1])
+    np.testing.assert_allclose(gray[0], ((np.full(3, 0.0) - 128) / 128) @ P + 1.0, atol=1e-2)
+
+
+def test_inception_graph_errors(tmp_path):
+    with pytest.raises(backbones.BackboneError, match="not found"):
+        backbones.InceptionGraph(str(tmp_path / "missing.pb"))
+    bad = _stand_in_graph(str(tmp_path / "bad.pb"), names=("input", "pool_3", "w", "softmax/biases"))
+    with pytest.raises(backbones.BackboneError, match=r"lacks the tensors \['ExpandDims:0', 'softmax/weights:0'\]"):
+        backbones.InceptionGraph(bad)
+    (tmp_path / "junk.pb").write_bytes(b"not a protobuf at all \xff\xfe")
+    with pytest.raises(backbones.BackboneError, match="not a GraphDef"):
+        backbones.InceptionGraph(str(tmp_path / "junk.pb"))
+
+
+def test_keras_inception_offline_error_and_plumbing(tmp_path):
+    with pytest.raises(backbones.BackboneError, match="cannot load Keras InceptionV3"):
+        backbones.KerasInceptionV3(str(tmp_path / "no_weights.h5"))
+    net = backbones.KerasInceptionV3(weights=None)
+    features, logits = net(np.zeros((2, 32, 32, 1), np.float32))
+    assert features.shape == (2, 2048) and logits.shape == (2, 1000)
+    assert not net.comparable_with_papers and "NOT comparable" in net.label
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    return backbones.MnistClassifier()  # cached under the session's XDG_CACHE_HOME
+
+
+def test_mnist_classifier_feature_space(classifier):
+    assert classifier.accuracy > 0.9
+    train = data.DataSpec("mnist5k", 32, 1, split="train", deterministic=True)
+    test = data.DataSpec("mnist5k", 32, 1, split="test", deterministic=True)
+
+    def stats(batches):
+        s = metrics.FeatureStats(128)
+        for images in batches:
+            s.update(classifier(images)[0])
+        return s
+
+    real_test = stats(evaluate.real_batches(test, 100))
+    real_train = stats(list(evaluate.real_batches(train, 100))[:5])
+    rng = np.random.default_rng(0)
+    noise = stats([rng.uniform(-1, 1, (100, 32, 32, 1)).astype(np.float32) for _ in range(5)])
+    real_vs_real = metrics.fid(real_test, real_train)
+    real_vs_noise = metrics.fid(real_test, noise)
+    assert real_vs_noise > 10 * real_vs_real
+    # The cache is reused: a second load trains nothing and agrees.
+    cached = [f for f in os.listdir(backbones.default_cache_dir()) if f.endswith(".keras")]
+    assert len(cached) == 1
+    again = backbones.MnistClassifier()
+    assert again.accuracy == classifier.accuracy
+
+
+def test_range_check(classifier):
+    with pytest.raises(backbones.BackboneError, match=r"must be in \[-1, 1\]"):
+        classifier(np.full((1, 32, 32, 1), 255.0, np.float32))
+
+
+def test_evaluate_end_to_end_on_a_tiny_exported_model(classifier, tmp_path):
+    g = Generator("dcgan", 32, z_dim=8, base_channels=8, attention_resolutions=(16,), num_classes=10)
+    g.build()
+    path = export.export_generator(g, str(tmp_path / "sm"), "tiny")
+    sample, size = evaluate.savedmodel_sampler(path, seed=1)
+    assert size == 32
+    spec = data.DataSpec("mnist5k", 32, 3, split="test", deterministic=True)
+    real = evaluate.real_stats(classifier, spec, 120)
+    result = evaluate.evaluate(sample, classifier, real, num_samples=120, kid_subsets=5,
+                               kid_subset_size=100)
+    assert result["num_fake"] == 120 and result["num_real"] == 120
+    assert result["fid"] > 0 and np.isfinite(result["kid"]) and result["is"] >= 1.0
+    assert len(result["warnings"]) == 2 and "rank-deficient" in result["warnings"][0]
+
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run([sys.executable, "-m", "sagan_tf.evaluate", f"--model={tmp_path / 'sm' / 'tiny'}",
+                           "--num_samples=200", "--batch_size=50"], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["backbone"] == "classifier" and out["comparable_with_papers"] is False
+    assert "classifier FID" in out["label"] and out["num_real"] == 200
+    assert {"fid", "kid", "kid_std", "is", "is_std", "model", "split"} <= set(out)
+    bad = subprocess.run([sys.executable, "-m", "sagan_tf.evaluate", f"--model={tmp_path / 'sm' / 'tiny'}",
+                          "--backbone=inception_graph", f"--inception_graph={tmp_path / 'no.pb'}"],
+                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert bad.returncode != 0 and bad.stderr.strip().splitlines()[-1].startswith("error: Inception graph file")

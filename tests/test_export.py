@@ -1,0 +1,198 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sagan_tf import export, training
+from sagan_tf.models import Generator
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+
+
+def _generator(num_classes=0):
+    g = Generator("dcgan", 16, z_dim=8, base_channels=8, attention_resolutions=(4, 8),
+                  num_classes=num_classes)
+    g.build()
+    for layer in g.attention_layers:
+        layer.gamma.assign(0.3)
+    return g
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    base = tmp_path_factory.mktemp("savedmodels")
+    g = _generator(num_classes=3)
+    return g, export.export_generator(g, str(base), "tiny"), base
+
+
+def test_images_equal_the_keras_generator(exported):
+    g, path, _ = exported
+    loaded = tf.saved_model.load(path)
+    z = np.random.default_rng(0).normal(size=(5, 8)).astype("float32")
+    labels = np.array([0, 1, 2, 1, 0], "int32")
+    served = loaded.signatures["serving_default"](z=tf.constant(z), labels=tf.constant(labels))
+    expected = np.round((np.clip(np.asarray(g(z, labels)), -1, 1) + 1) * 127.5).astype(np.uint8)
+    assert served["images"].dtype == tf.uint8 and served["images"].shape == (5, 16, 16, 3)
+    assert np.abs(served["images"].numpy().astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_generate_is_seeded_and_truncated(exported):
+    loaded = tf.saved_model.load(exported[1])
+    gen = loaded.signatures["generate"]
+    args = dict(num=tf.constant(6), truncation=tf.constant(0.5), labels=tf.constant([], tf.int32))
+    a = gen(seed=tf.constant(7, tf.int64), **args)
+    b = gen(seed=tf.constant(7, tf.int64), **args)
+    c = gen(seed=tf.constant(8, tf.int64), **args)
+    np.testing.assert_array_equal(a["images"], b["images"])
+    assert not np.array_equal(a["z"], c["z"])
+    assert a["images"].shape == (6, 16, 16, 3)
+    assert np.abs(a["z"].numpy()).max() <= 0.5 + 1e-6
+    # With truncation 2, z looks like N(0, 1) truncated at 2 (std about 0.88).
+    wide = gen(seed=tf.constant(1, tf.int64), num=tf.constant(1000), truncation=tf.constant(2.0),
+               labels=tf.constant([], tf.int32))["z"].numpy()
+    assert abs(wide.std() - 0.88) < 0.02 and np.abs(wide).max() <= 2.0
+
+
+def test_attention_signature(exported):
+    loaded = tf.saved_model.load(exported[1])
+    out = loaded.signatures["attention"](
+        z=tf.zeros([2, 8]), labels=tf.constant([0, 2]), queries=tf.constant([[0, 0], [15, 7]]))
+    assert out["images"].shape == (2, 16, 16, 3)
+    assert out["attention_attention4"].shape == (2, 2, 4, 4)
+    assert out["attention_attention8"].shape == (2, 2, 8, 8)
+    for key in ("attention_attention4", "attention_attention8"):
+        np.testing.assert_allclose(out[key].numpy().sum(axis=(2, 3)), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("signature,kwargs,message", [
+    ("serving_default", dict(z=tf.zeros([2, 9]), labels=tf.constant([0, 1])), "z: must have shape"),
+    ("serving_default", dict(z=tf.zeros([2, 8]), labels=tf.constant([0, 3])), r"labels: must be in \[0, 3\)"),
+    ("serving_default", dict(z=tf.zeros([2, 8]), labels=tf.constant([0])), "labels: must have one label"),
+    ("serving_default", dict(z=tf.zeros([0, 8]), labels=tf.constant([], tf.int32)), "z: batch must be > 0"),
+    ("generate", dict(seed=tf.constant(1, tf.int64), num=tf.constant(-1), truncation=tf.constant(1.0),
+                      labels=tf.constant([], tf.int32)), "num: batch must be > 0"),
+    ("generate", dict(seed=tf.constant(1, tf.int64), num=tf.constant(5000), truncation=tf.constant(1.0),
+                      labels=tf.constant([], tf.int32)), "num: batch must be <= 1024"),
+    ("generate", dict(seed=tf.constant(1, tf.int64), num=tf.constant(2), truncation=tf.constant(3.0),
+                      labels=tf.constant([], tf.int32)), r"truncation: must be in \(0, 2\]"),
+    ("attention", dict(z=tf.zeros([1, 8]), labels=tf.constant([0]), queries=tf.constant([[16, 0]])),
+     r"queries: must be in \[0, 16\)"),
+])
+def test_invalid_inputs_give_invalid_argument(exported, signature, kwargs, message):
+    loaded = tf.saved_model.load(exported[1])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        loaded.signatures[signature](**kwargs)
+
+
+def test_fresh_process_and_saved_model_cli(exported):
+    _, path, _ = exported
+    script = (
+        "import json, sys, tensorflow as tf\n"
+        "m = tf.saved_model.load(sys.argv[1])\n"
+        "out = {}\n"
+        "out['serving_default'] = m.signatures['serving_default'](z=tf.zeros([2, 8]), labels=tf.constant([0, 1]))['images'].shape.as_list()\n"
+        "out['generate'] = m.signatures['generate'](seed=tf.constant(1, tf.int64), num=tf.constant(3), truncation=tf.constant(1.0), labels=tf.constant([], tf.int32))['images'].shape.as_list()\n"
+        "out['attention'] = sorted(m.signatures['attention'](z=tf.zeros([1, 8]), labels=tf.constant([1]), queries=tf.constant([[3, 3]])))\n"
+        "print(json.dumps(out))\n")
+    proc = subprocess.run([sys.executable, "-c", script, path], capture_output=True, text=True,
+                          env=ENV, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out == {"serving_default": [2, 16, 16, 3], "generate": [3, 16, 16, 3],
+                   "attention": ["attention_attention4", "attention_attention8", "images"]}
+    cli = subprocess.run(["saved_model_cli", "show", "--dir", path, "--all"], capture_output=True,
+                         text=True, env=ENV, timeout=300)
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    text = cli.stdout
+    for expected in ("signature_def['serving_default']", "signature_def['generate']",
+                     "signature_def['attention']", "dtype: DT_UINT8", "shape: (-1, 16, 16, 3)",
+                     "inputs['z']", "inputs['labels']", "inputs['seed']", "dtype: DT_INT64",
+                     "inputs['truncation']", "inputs['queries']"):
+        assert expected in text, expected
+
+
+def test_predict_request_protobuf(exported):
+    predict_pb2 = pytest.importorskip("tensorflow_serving.apis.predict_pb2")
+    loaded = tf.saved_model.load(exported[1])
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "tiny"
+    request.model_spec.signature_name = "serving_default"
+    request.inputs["z"].CopyFrom(tf.make_tensor_proto(np.zeros((2, 8), np.float32)))
+    request.inputs["labels"].CopyFrom(tf.make_tensor_proto(np.array([1, 2], np.int32)))
+    # What the model server does: decode the TensorProtos, run the signature, encode.
+    wire = predict_pb2.PredictRequest.FromString(request.SerializeToString())
+    fn = loaded.signatures[wire.model_spec.signature_name]
+    inputs = {k: tf.constant(tf.make_ndarray(v)) for k, v in wire.inputs.items()}
+    response = predict_pb2.PredictResponse()
+    for key, value in fn(**inputs).items():
+        response.outputs[key].CopyFrom(tf.make_tensor_proto(value.numpy()))
+    images = tf.make_ndarray(response.outputs["images"])
+    assert images.shape == (2, 16, 16, 3) and images.dtype == np.uint8
+
+
+def test_versions_increase_and_writes_are_atomic(tmp_path, monkeypatch):
+    g = _generator()
+    first = export.export_generator(g, str(tmp_path), "m")
+    second = export.export_generator(g, str(tmp_path), "m")
+    assert [os.path.basename(first), os.path.basename(second)] == ["1", "2"]
+    stamp = os.path.getmtime(os.path.join(first, "saved_model.pb"))
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("killed while writing")
+
+    monkeypatch.setattr(tf.saved_model, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        export.export_generator(g, str(tmp_path), "m")
+    assert sorted(os.listdir(tmp_path / "m")) == ["1", "2"]  # no half-written version, no temp
+    assert os.path.getmtime(os.path.join(first, "saved_model.pb")) == stamp
+    loaded = tf.saved_model.load(second)
+    assert "attention" in loaded.signatures and int(loaded.z_dim.numpy()) == 8
+    with open(os.path.join(second, "assets.extra.json")) as f:
+        assert json.load(f)["generator"]["z_dim"] == 8
+
+
+def _cli(module, *args):
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
+                          env=ENV, cwd=ROOT, timeout=600)
+
+
+def test_export_and_generate_commands(tmp_path):
+    config = training.TrainConfig(preset="dcgan_32", base_channels=8, z_dim=16, batch_size=8,
+                                  steps=2, log_every=1, sample_every=2, checkpoint_every=2,
+                                  conditional=True, ema_decay=0.9, export=False,
+                                  workdir=str(tmp_path / "run"))
+    training.run(config)
+    proc = _cli("sagan_tf.export", f"--workdir={tmp_path / 'run'}", f"--export_dir={tmp_path / 'sm'}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().endswith(os.path.join("sm", "run", "1"))
+    grid = tmp_path / "grid.png"
+    proc = _cli("sagan_tf.generate", f"--model={tmp_path / 'sm' / 'run'}", "--num=12",
+                f"--out={grid}", "--labels=0,3,9", "--truncation=1.0")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    image = tf.io.decode_png(tf.io.read_file(str(grid)))
+    assert image.shape == (3 * 33 + 1, 4 * 33 + 1, 3)  # 12 images of 32 px, 1 px gaps
+    strip = tmp_path / "lerp.png"
+    proc = _cli("sagan_tf.generate", f"--model={tmp_path / 'sm' / 'run' / '1'}", "--interpolate=5",
+                "--rows=2", f"--out={strip}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert tf.io.decode_png(tf.io.read_file(str(strip))).shape == (2 * 33 + 1, 5 * 33 + 1, 3)
+
+    # Bad input: one line, non-zero exit.
+    (tmp_path / "empty_run").mkdir()
+    for module, args, message in [
+        ("sagan_tf.export", [f"--workdir={tmp_path / 'empty_run'}"], "is not a training run"),
+        ("sagan_tf.generate", [f"--model={tmp_path / 'empty_run'}"], "no SavedModel under"),
+        ("sagan_tf.generate", [f"--model={tmp_path / 'sm' / 'run'}", "--out=/nonexistent/dir/x.png"],
+         "cannot write /nonexistent/dir/x.png"),
+        ("sagan_tf.generate", [f"--model={tmp_path / 'sm' / 'run'}", "--labels=12"],
+         r"labels: must be in \[0, 10\)"),
+    ]:
+        proc = _cli(module, *args)
+        assert proc.returncode != 0
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith("error:") and __import__("re").search(message, last), last
