@@ -163,6 +163,8 @@ class TrainConfig:
 def make_strategy(name, num_cpu_devices=0):
     """`auto`: MirroredStrategy over all local GPUs (or the CPU's logical devices
     when `num_cpu_devices` > 1), else the default single-device strategy."""
+    if name == "multi_worker":  # must come before anything initializes the TF runtime
+        return tf.distribute.MultiWorkerMirroredStrategy()
     if num_cpu_devices > 1:
         cpus = tf.config.list_physical_devices("CPU")
         try:
@@ -172,8 +174,6 @@ def make_strategy(name, num_cpu_devices=0):
             pass  # already initialised (tests configure their own logical devices)
     gpus = tf.config.list_logical_devices("GPU")
     cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
-    if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "one_device":
         return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else cpus[0])
     if name == "mirrored" or (name == "auto" and (gpus or num_cpu_devices > 1)):

@@ -5,13 +5,14 @@ import math
 import keras
 from keras import ops
 
-from sagan_tf.layers import DBlock, SelfAttention2D
+from sagan_tf.layers import DBlock
 from sagan_tf.layers.spectral_norm import SpectralNormalization
 from sagan_tf.models import presets as P
+from sagan_tf.models.base import AttentionStagesMixin
 
 
 @keras.saving.register_keras_serializable(package="sagan_tf")
-class Discriminator(keras.Model):
+class Discriminator(AttentionStagesMixin, keras.Model):
     """SAGAN discriminator: images (and labels) to one logit per image.
 
     Architectures (see `sagan_tf.models.presets`):
@@ -115,16 +116,6 @@ class Discriminator(keras.Model):
             self.embedding = wrap(keras.layers.Embedding(
                 self.num_classes, self.feature_channels, embeddings_initializer=init,
                 name="class_embedding"))
-
-    def _attention(self, resolution, init, sn):
-        if resolution not in self.attention_resolutions:
-            return None
-        return SelfAttention2D(self.attention_variant, use_spectral_norm=sn,
-                               kernel_initializer=init, name=f"attention{resolution}")
-
-    @property
-    def attention_layers(self):
-        return [a for _, _, a in self.stages if a is not None]
 
     def build(self, input_shape=None):
         labels = ops.zeros((1,), "int32") if self.num_classes else None

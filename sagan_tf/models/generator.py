@@ -5,14 +5,15 @@ import math
 import keras
 from keras import ops
 
-from sagan_tf.layers import ConditionalBatchNormalization, GBlock, SelfAttention2D
+from sagan_tf.layers import ConditionalBatchNormalization, GBlock
 from sagan_tf.layers.residual_blocks import sn_conv
 from sagan_tf.layers.spectral_norm import SpectralNormalization
 from sagan_tf.models import presets as P
+from sagan_tf.models.base import AttentionStagesMixin
 
 
 @keras.saving.register_keras_serializable(package="sagan_tf")
-class Generator(keras.Model):
+class Generator(AttentionStagesMixin, keras.Model):
     """SAGAN generator: z (and a class label) to images in [-1, 1], NHWC float32.
 
     Architectures (see `sagan_tf.models.presets`):
@@ -113,16 +114,6 @@ class Generator(keras.Model):
             self.to_rgb = keras.layers.Conv2DTranspose(
                 self.output_channels, 4, strides=2, padding="same",
                 kernel_initializer=init, name="to_rgb")
-
-    def _attention(self, resolution, init, sn):
-        if resolution not in self.attention_resolutions:
-            return None
-        return SelfAttention2D(self.attention_variant, use_spectral_norm=sn,
-                               kernel_initializer=init, name=f"attention{resolution}")
-
-    @property
-    def attention_layers(self):
-        return [a for _, _, a in self.stages if a is not None]
 
     def build(self, input_shape=None):
         labels = ops.zeros((1,), "int32") if self.num_classes else None
