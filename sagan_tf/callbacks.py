@@ -128,8 +128,8 @@ class TrainingMonitor(keras.callbacks.Callback):
     def write_samples(self, step):
         model = self.model
         images = model.sampler(self.fixed_z, self.fixed_labels, training=False)
-        columns = 8 if self.fixed_labels is None else len(self.fixed_z) // model.generator.num_classes
-        grid = visualize.make_grid(np.asarray(images), columns=columns)
+        # 8 per row: unconditional 8x8, conditional one row per class (at most 10 classes).
+        grid = visualize.make_grid(np.asarray(images), columns=8)
         visualize.write_png(f"{self.samples_dir}/step_{step:07d}.png", grid)
         with self.writer.as_default(step=step):
             tf.summary.image("samples", grid[None], step=step)
