@@ -68,9 +68,13 @@ class _ServingModule(tf.Module):
                 tf.debugging.assert_less(labels, k, message=f"labels: must be in [0, {k})")]
 
     # ------------------------------------------------------------------ graph pieces
-    def images(self, z, labels):
-        images = self.generator(z, labels, training=False)
+    @staticmethod
+    def to_uint8(images):
+        """[-1, 1] float -> uint8 [0, 255]."""
         return tf.cast(tf.round((tf.clip_by_value(images, -1.0, 1.0) + 1.0) * 127.5), tf.uint8)
+
+    def images(self, z, labels):
+        return self.to_uint8(self.generator(z, labels, training=False))
 
     def to_rgb(self, images):
         return tf.image.grayscale_to_rgb(images) if images.shape[-1] == 1 else images
@@ -119,8 +123,7 @@ class _ServingModule(tf.Module):
             labels = None if labels is None else tf.identity(labels)
             queries = tf.identity(queries)
         images, maps = self.generator(z, labels, training=False, return_attention=True)
-        out = {"images": self.to_rgb(tf.cast(
-            tf.round((tf.clip_by_value(images, -1.0, 1.0) + 1.0) * 127.5), tf.uint8))}
+        out = {"images": self.to_rgb(self.to_uint8(images))}
         for layer, amap in zip(self.generator.attention_layers, maps):
             q_side, k_side = layer.height, layer.height if layer.variant == "paper" else layer.height // 2
             rows = queries[:, 0] * q_side // size
