@@ -112,7 +112,9 @@ class SAGAN(keras.Model):
 
     def _seed(self, stream):
         step = tf.cast(self.g_optimizer.iterations, tf.int32)
-        return tf.stack([tf.constant(self.seed, tf.int32), step * 16 + stream])
+        # Streams of one step: D updates 0..d-1, G update d, gradient penalties d+1..2d.
+        return tf.stack([tf.constant(self.seed, tf.int32),
+                         step * (2 * self.d_steps + 1) + stream])
 
     def sample_z(self, global_batch, stream):
         z = tf.random.stateless_normal([global_batch, self.z_dim], seed=self._seed(stream))
@@ -140,7 +142,7 @@ class SAGAN(keras.Model):
             gp = None
             if self.loss_name == "wgan_gp":
                 eps = self._replica_rows(tf.random.stateless_uniform(
-                    [global_batch], seed=self._seed(stream + 8)))
+                    [global_batch], seed=self._seed(self.d_steps + 1 + stream)))
                 gp = losses.gradient_penalty(
                     lambda x: self.discriminator(x, labels, training=True), real, fake, eps)
                 per_example = per_example + self.gp_weight * gp

@@ -234,3 +234,15 @@ def test_time_limit_stops_cleanly_with_a_checkpoint(tmp_path):
     assert 0 < result["step"] < 100000
     latest = tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints"))
     assert latest.endswith(f"ckpt-{result['step']}")
+
+
+def test_random_streams_never_collide_within_or_across_steps():
+    """D updates, the G update and gradient penalties each get their own seed, also for d_steps >= 8."""
+    gan = _twin_gans(tf.distribute.get_strategy())
+    gan.d_steps = 8
+    seeds = []
+    for step in (0, 1):
+        gan.g_optimizer.iterations.assign(step)
+        streams = list(range(8)) + [8] + [gan.d_steps + 1 + i for i in range(8)]
+        seeds += [tuple(gan._seed(s).numpy()) for s in streams]
+    assert len(seeds) == len(set(seeds)) == 34
