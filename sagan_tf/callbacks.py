@@ -1,5 +1,6 @@
 """Keras callbacks of a training run: NaN guard, checkpoints, summaries, progress."""
 
+import json
 import math
 import time
 
@@ -88,7 +89,6 @@ class TrainingMonitor(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._t0, self._s0 = time.time(), _step(self.model)
-        self._start = self._s0
 
     def on_train_batch_end(self, batch, logs=None):
         step = _step(self.model)
@@ -188,8 +188,6 @@ class PeriodicEvaluation(keras.callbacks.Callback):
             self.best_fid = result["fid"]
             self.best_manager.save(checkpoint_number=step)
             with open(f"{self.best_manager.directory}/best.json", "w") as f:
-                import json
-
                 json.dump({"step": step, **result}, f, indent=1)
 
 
