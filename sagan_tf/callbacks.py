@@ -67,7 +67,8 @@ class TrainingMonitor(keras.callbacks.Callback):
     sample grid from a fixed z (the EMA generator when there is one; one row per
     class for conditional models) as a PNG under `samples_dir` and in
     TensorBoard, plus attention maps of G's layers on samples and of D's layers
-    on real images.
+    on real images. With `samples_dir=None` (a worker other than the chief) no
+    samples are made; metrics are still reset each period, as on every worker.
     """
 
     def __init__(self, writer, total_steps, global_batch, log_every, sample_every,
@@ -94,7 +95,7 @@ class TrainingMonitor(keras.callbacks.Callback):
         step = _step(self.model)
         if step % self.log_every == 0 or step == self.total_steps:
             self._log(step, logs or {})
-        if step % self.sample_every == 0 or step == self.total_steps:
+        if self.samples_dir and (step % self.sample_every == 0 or step == self.total_steps):
             self.write_samples(step)
 
     def _log(self, step, logs):

@@ -7,6 +7,8 @@ directly.
 import dataclasses
 import json
 import os
+import shutil
+import tempfile
 from typing import Optional, Tuple
 
 import keras
@@ -15,7 +17,7 @@ import tensorflow as tf
 from absl import logging
 
 from sagan_tf import callbacks as cb
-from sagan_tf import data, losses
+from sagan_tf import data, loop, losses
 from sagan_tf.gan import SAGAN
 from sagan_tf.models import Discriminator, Generator
 from sagan_tf.models import presets as P
@@ -265,9 +267,13 @@ def _set_precision(precision):
 def run(config, strategy=None):
     """Trains (resuming from `config.workdir` when it holds a checkpoint), writes
     samples, TensorBoard logs and checkpoints there, and exports the generator.
-    Returns a dict with the final step, the last logs and the export path.
+    Returns a dict with the final `step`, the last `logs`, the `workdir`, the
+    `export` path (when exported) and the trained `gan` (a `SAGAN`).
     `strategy` overrides `config.strategy` (one strategy per process is the rule
-    under tf.distribute)."""
+    under tf.distribute). Under `multi_worker`, every worker runs this with the
+    same config and workdir (a shared filesystem): all restore from the workdir,
+    the chief (worker 0) writes checkpoints, logs, samples and the export there,
+    the others save to scratch directories removed at the end."""
     config.validate()
     strategy = strategy or make_strategy(config.strategy, config.num_cpu_devices)
     data.check_batch_size(config.batch_size, strategy.num_replicas_in_sync)
@@ -279,10 +285,10 @@ def run(config, strategy=None):
     with strategy.scope():
         gan = build_gan(config, num_classes)
     architecture = _architecture(gan)
-    _check_workdir(config.workdir, architecture)
-    os.makedirs(config.workdir, exist_ok=True)
-    samples_dir = os.path.join(config.workdir, "samples")
-    os.makedirs(samples_dir, exist_ok=True)
+    chief = strategy.extended.should_checkpoint
+    if chief:  # other workers of a multi-worker run leave the workdir to the chief
+        _check_workdir(config.workdir, architecture)
+        os.makedirs(os.path.join(config.workdir, "samples"), exist_ok=True)
 
     checkpoint = make_checkpoint(gan)
     manager = tf.train.CheckpointManager(checkpoint, os.path.join(config.workdir, "checkpoints"),
@@ -290,19 +296,30 @@ def run(config, strategy=None):
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         logging.info("resumed from %s at step %d", manager.latest_checkpoint, int(gan.step.numpy()))
-    with open(os.path.join(config.workdir, "config.json"), "w") as f:
-        json.dump({"architecture": architecture, "flags": dataclasses.asdict(config),
-                   "dataset": dataclasses.asdict(info)}, f, indent=1, default=str)
+    if chief:
+        _write_json(os.path.join(config.workdir, "config.json"),
+                    {"architecture": architecture, "flags": dataclasses.asdict(config),
+                     "dataset": dataclasses.asdict(info)})
+    else:
+        # Saving may take part in collectives, so every worker saves; the others
+        # write to a scratch directory that is removed afterwards.
+        scratch = tempfile.mkdtemp(prefix=f"sagan_tf_worker{strategy.cluster_resolver.task_id}_")
+        manager = tf.train.CheckpointManager(checkpoint, scratch, max_to_keep=1)
 
     start = int(gan.step.numpy())
     remaining = config.steps - start
     logs = {}
-    if remaining > 0:
-        logs = _fit(config, strategy, gan, manager, info, num_classes, start, remaining)
-    else:
-        logging.info("already trained to step %d (--steps=%d)", start, config.steps)
-    result = {"step": int(gan.step.numpy()), "logs": logs, "workdir": config.workdir}
-    if config.export:
+    try:
+        if remaining > 0:
+            logs = _train(config, strategy, gan, manager, info, num_classes, start, remaining,
+                          chief)
+        else:
+            logging.info("already trained to step %d (--steps=%d)", start, config.steps)
+    finally:
+        if not chief:
+            shutil.rmtree(manager.directory, ignore_errors=True)
+    result = {"step": int(gan.step.numpy()), "logs": logs, "workdir": config.workdir, "gan": gan}
+    if config.export and chief:
         from sagan_tf import export
 
         sampler = Generator.from_config(gan.sampler.get_config())
@@ -314,30 +331,39 @@ def run(config, strategy=None):
     return result
 
 
-def _fit(config, strategy, gan, manager, info, num_classes, start, remaining):
+def _train(config, strategy, gan, manager, info, num_classes, start, remaining, chief):
     # A resumed run reshuffles with a step-dependent seed rather than replaying the epoch.
     spec = config.data_spec(seed_offset=start)
     dataset = data.distributed_dataset(strategy, spec, config.batch_size * config.d_steps)
-    writer = tf.summary.create_file_writer(os.path.join(config.workdir, "logs"))
-    _write_hparams(writer, config)
+    if chief:
+        writer = tf.summary.create_file_writer(os.path.join(config.workdir, "logs"))
+        _write_hparams(writer, config)
+    else:
+        writer = tf.summary.create_noop_writer()
     fixed_z, fixed_labels = _fixed_latents(config, num_classes)
     real_images, real_labels = next(iter(data.input_fn(config.data_spec(), 4, repeat=False)))
     monitor = cb.TrainingMonitor(
         writer, config.steps, config.batch_size, config.log_every, config.sample_every,
-        os.path.join(config.workdir, "samples"), fixed_z, fixed_labels,
+        os.path.join(config.workdir, "samples") if chief else None, fixed_z, fixed_labels,
         real_images, real_labels if num_classes else None)
     callbacks = [cb.NonFiniteGuard(), cb.CheckpointSaver(manager, config.checkpoint_every), monitor]
-    if config.eval_every:
+    if config.eval_every and chief:
         callbacks.append(_evaluation_callback(config, gan, writer))
     if config.max_minutes:
         callbacks.append(cb.TimeLimit(config.max_minutes))
     logging.info("training %s on %s (%s) for %d steps from step %d, global batch %d, %d replica(s)",
                  config.preset, config.dataset, info.description, remaining, start,
                  config.batch_size, strategy.num_replicas_in_sync)
-    history = gan.fit(dataset, epochs=1, steps_per_epoch=remaining, callbacks=callbacks, verbose=0)
-    logs = {k: float(v[-1]) for k, v in history.history.items()}
+    logs = loop.train(gan, strategy, dataset, remaining, callbacks, config.jit_compile)
     logs["images_per_second"] = monitor.images_per_second
     return logs
+
+
+def _write_json(path, value):
+    """Writes `value` as JSON through a temporary file, so readers never see half a file."""
+    with open(path + ".tmp", "w") as f:
+        json.dump(value, f, indent=1, default=str)
+    os.replace(path + ".tmp", path)
 
 
 def _evaluation_callback(config, gan, writer):

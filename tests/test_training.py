@@ -13,7 +13,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import flags as absl_flags
 
-from sagan_tf import callbacks, data, training
+from sagan_tf import callbacks, data, loop, training
 from sagan_tf.gan import SAGAN
 from sagan_tf.models import Discriminator, Generator
 
@@ -86,15 +86,23 @@ def _twin_gans(strategy, weights=None):
     return gan
 
 
-def test_two_replica_step_equals_one_replica_step(mirrored):
+def _one_step(gan, strategy, dataset, driver):
+    if driver == "fit":
+        return {k: v[-1] for k, v in gan.fit(dataset, epochs=1, steps_per_epoch=1,
+                                              verbose=0).history.items()}
+    return loop.train(gan, strategy, dataset, 1)
+
+
+@pytest.mark.parametrize("driver", ["loop", "fit"])
+def test_two_replica_step_equals_one_replica_step(mirrored, driver):
     images = tf.random.stateless_uniform([8, 16, 16, 3], seed=[1, 2], minval=-1, maxval=1)
     batch = tf.data.Dataset.from_tensors((images, tf.zeros([8], tf.int32)))
-    one = _twin_gans(tf.distribute.get_strategy())
+    default = tf.distribute.get_strategy()
+    one = _twin_gans(default)
     start = [np.asarray(w) for w in one.generator.weights + one.discriminator.weights]
     two = _twin_gans(mirrored, start)
-    log_one = one.fit(batch, epochs=1, steps_per_epoch=1, verbose=0).history
-    log_two = two.fit(mirrored.experimental_distribute_dataset(batch), epochs=1,
-                      steps_per_epoch=1, verbose=0).history
+    log_one = _one_step(one, default, batch, driver)
+    log_two = _one_step(two, mirrored, mirrored.experimental_distribute_dataset(batch), driver)
     for key in ("d_loss", "g_loss", "d_real", "d_fake"):
         np.testing.assert_allclose(log_two[key], log_one[key], rtol=1e-4, atol=1e-5)
     names = [w.path for w in one.generator.weights + one.discriminator.weights]
