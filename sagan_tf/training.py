@@ -154,10 +154,10 @@ class TrainConfig:
             d_kwargs["attention_resolutions"] = tuple(self.d_attention)
         return g_kwargs, d_kwargs
 
-    def data_spec(self, split="train", seed_offset=0):
+    def data_spec(self, split="train"):
         return data.DataSpec(self.dataset, self.image_size, self.channels, split=split,
                              data_dir=self.data_dir, manual_dir=self.manual_dir, crop=self.crop,
-                             folder_labels=self.folder_labels, seed=self.seed + seed_offset,
+                             folder_labels=self.folder_labels, seed=self.seed,
                              deterministic=self.deterministic)
 
 
@@ -192,6 +192,8 @@ def _optimizer(lr, config):
 
 
 def build_gan(config, num_classes):
+    """The compiled SAGAN of `config`; `config.seed` seeds the initial weights."""
+    keras.utils.set_random_seed(config.seed)
     g_kwargs, d_kwargs = config.model_kwargs(num_classes)
     generator = Generator(name="generator", **g_kwargs)
     discriminator = Discriminator(name="discriminator", **d_kwargs)
@@ -206,11 +208,24 @@ def build_gan(config, num_classes):
     return gan
 
 
+def checkpoint_weights(model):
+    """`model.weights` as a list, the form in which checkpoints hold a model.
+
+    Keras 3 keeps sublayers in Keras-tracked lists that TF's object graph does
+    not follow: `tf.train.Checkpoint(generator=model)` saves only directly
+    assigned sublayers and silently drops the rest (spectral-norm `u`, batch-norm
+    statistics, the EMA generator). A list is saved entry by entry, by position,
+    which the architecture guard of the workdir (`config.json`) keeps stable.
+    """
+    return list(model.weights)
+
+
 def make_checkpoint(gan):
-    objects = dict(generator=gan.generator, discriminator=gan.discriminator,
+    objects = dict(generator=checkpoint_weights(gan.generator),
+                   discriminator=checkpoint_weights(gan.discriminator),
                    g_optimizer=gan.g_optimizer, d_optimizer=gan.d_optimizer)
     if gan.ema_generator is not None:
-        objects["ema_generator"] = gan.ema_generator
+        objects["ema_generator"] = checkpoint_weights(gan.ema_generator)
     return tf.train.Checkpoint(**objects)
 
 
@@ -255,7 +270,8 @@ def restore_generator_for_export(workdir):
     generator = Generator.from_config(config)
     generator.build()
     key = "ema_generator" if architecture["ema"] else "generator"
-    tf.train.Checkpoint(**{key: generator}).restore(latest).expect_partial()
+    status = tf.train.Checkpoint(**{key: checkpoint_weights(generator)}).restore(latest)
+    status.assert_existing_objects_matched().expect_partial()
     return generator
 
 
@@ -332,9 +348,10 @@ def run(config, strategy=None):
 
 
 def _train(config, strategy, gan, manager, info, num_classes, start, remaining, chief):
-    # A resumed run reshuffles with a step-dependent seed rather than replaying the epoch.
-    spec = config.data_spec(seed_offset=start)
-    dataset = data.distributed_dataset(strategy, spec, config.batch_size * config.d_steps)
+    # A resumed run reads from the step it resumes at (mnist5k and folders exactly; TFDS
+    # datasets are reshuffled).
+    dataset = data.distributed_dataset(strategy, config.data_spec(),
+                                       config.batch_size * config.d_steps, start_batch=start)
     if chief:
         writer = tf.summary.create_file_writer(os.path.join(config.workdir, "logs"))
         _write_hparams(writer, config)

@@ -157,6 +157,41 @@ def test_two_replicas_get_half_the_global_batch_each(mirrored):
         data.distributed_dataset(strategy, data.DataSpec("mnist5k", 32, 1), 15)
 
 
+def _take(ds, count):
+    return np.array([int(i) for i in ds.take(count)])
+
+
+def test_stream_indices_permute_each_epoch_and_split_batches_exactly():
+    n, batch = 10, 4
+    stream = _take(data.stream_indices(n, seed=3, global_batch=batch), 3 * n)
+    # Each epoch is a permutation of all examples, and epochs differ.
+    epochs = stream.reshape(3, n)
+    for epoch in epochs:
+        assert sorted(epoch.tolist()) == list(range(n))
+    assert not np.array_equal(epochs[0], epochs[1])
+    assert not np.array_equal(stream, _take(data.stream_indices(n, 4, batch), 3 * n))
+    # Starting at global batch 2 reads exactly what the stream reads from position 8.
+    np.testing.assert_array_equal(_take(data.stream_indices(n, 3, batch, start_batch=2), 12),
+                                  stream[8:20])
+    # Two pipelines: pipeline p takes the p-th half of every global batch.
+    halves = [_take(data.stream_indices(n, 3, batch, start_batch=1, pipeline=p, pipelines=2), 6)
+              for p in range(2)]
+    rebuilt = np.concatenate([np.concatenate([h[2 * b:2 * b + 2] for h in halves])
+                              for b in range(3)])
+    np.testing.assert_array_equal(rebuilt, stream[4:16])
+
+
+def test_input_fn_start_batch_and_replicas_read_the_same_global_batches(mirrored):
+    spec = data.DataSpec("mnist5k", 32, 1, seed=5)
+    batches = [b[0].numpy() for b in data.input_fn(spec, 16).take(4)]
+    resumed = next(iter(data.input_fn(spec, 16, start_batch=3)))[0].numpy()
+    np.testing.assert_array_equal(resumed, batches[3])
+    ds = data.distributed_dataset(mirrored, spec, 16, start_batch=2)
+    images, _ = next(iter(ds))
+    parts = [t.numpy() for t in mirrored.experimental_local_results(images)]
+    np.testing.assert_array_equal(np.concatenate(parts), batches[2])
+
+
 def test_bad_specs():
     with pytest.raises(data.DataError, match="unknown dataset 'celeba'.*celeb_a.*mnist5k.*folder:PATH"):
         data.DataSpec("celeba")

@@ -166,10 +166,18 @@ def test_export_and_generate_commands(tmp_path):
                                   steps=2, log_every=1, sample_every=2, checkpoint_every=2,
                                   conditional=True, ema_decay=0.9, export=False,
                                   workdir=str(tmp_path / "run"))
-    training.run(config)
+    gan = training.run(config)["gan"]
     proc = _cli("sagan_tf.export", f"--workdir={tmp_path / 'run'}", f"--export_dir={tmp_path / 'sm'}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().endswith(os.path.join("sm", "run", "1"))
+    # The export from the checkpoint serves the trained EMA generator.
+    z = np.random.default_rng(1).normal(size=(6, 16)).astype("float32")
+    labels = np.arange(6, dtype="int32")
+    served = tf.saved_model.load(str(tmp_path / "sm" / "run" / "1")).signatures["serving_default"](
+        z=tf.constant(z), labels=tf.constant(labels))["images"].numpy().astype(int)
+    expected = np.round((np.clip(np.asarray(gan.sampler(z, labels)), -1, 1) + 1) * 127.5)
+    assert gan.sampler is gan.ema_generator
+    assert np.abs(served - expected).max() <= 1
     grid = tmp_path / "grid.png"
     proc = _cli("sagan_tf.generate", f"--model={tmp_path / 'sm' / 'run'}", "--num=12",
                 f"--out={grid}", "--labels=0,3,9", "--truncation=1.0")
