@@ -126,7 +126,7 @@ def bench_data(batch, steps):
         spec = data.DataSpec("mnist5k", size, 3)
         ds = data.input_fn(spec, batch)
         _time_pipeline(ds, 80, batch)  # fill the cache (first epoch)
-        _emit(mode="data", dataset="mnist5k (cached)", imsize=size, batch=batch,
+        _emit(mode="data", dataset="mnist5k (in memory, indexed)", imsize=size, batch=batch,
               img_per_s=_time_pipeline(ds, steps, batch))
 
 
