@@ -10,7 +10,8 @@ from sagan_tf.models import Generator
 class SAGAN(keras.Model):
     """Adversarial training of a generator and a discriminator.
 
-    One `train_step` (compiled by `tf.function` through `fit`) makes
+    One `train_step` (run under `strategy.run` in a `tf.function` by
+    `sagan_tf.loop.train`, or by `fit` on one machine) makes
     `d_steps` discriminator updates, each on its own slice of the real batch,
     then one generator update; each update differentiates only with respect
     to the variables it changes. Losses are averaged over the global batch
