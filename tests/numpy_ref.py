@@ -1,5 +1,6 @@
 """NumPy references computed from a layer's own weights."""
 
+import keras
 import numpy as np
 
 
@@ -29,7 +30,8 @@ def kernel_of(layer):
     """Effective kernel of a plain or spectral-normalized layer."""
     if hasattr(layer, "raw_kernel"):
         return sn_kernel(layer), layer.layer
-    return np.asarray(layer.kernel, dtype=np.float64), layer
+    weights = layer.embeddings if isinstance(layer, keras.layers.Embedding) else layer.kernel
+    return np.asarray(weights, dtype=np.float64), layer
 
 
 def conv2d_same(x, kernel, bias=None):

@@ -23,14 +23,14 @@ def _cbn_reference(layer, x, labels, eps=1e-5):
     return normalized * (1 + gain[:, None, None, :]) + bias[:, None, None, :]
 
 
-@pytest.mark.parametrize("num_classes", [0, 5])
-def test_conditional_batch_norm_shared_checks(num_classes, tmp_path):
+@pytest.mark.parametrize("num_classes,sn", [(0, False), (5, False), (5, True)])
+def test_conditional_batch_norm_shared_checks(num_classes, sn, tmp_path):
     x = _x((4, 3, 3, 6))
     labels = np.array([0, 4, 2, 4], dtype="int32")
     inputs = [x, labels] if num_classes else [x]
     check_layer(
         ConditionalBatchNormalization,
-        {"num_classes": num_classes},
+        {"num_classes": num_classes, "use_spectral_norm": sn},
         inputs,
         [(4, 3, 3, 6)],
         tmp_path,
@@ -39,17 +39,37 @@ def test_conditional_batch_norm_shared_checks(num_classes, tmp_path):
     )
 
 
-def test_conditional_batch_norm_training_uses_batch_statistics_and_labels():
+def test_conditional_batch_norm_starts_as_plain_batch_norm():
+    """Official SAGAN: per-class gamma ones, beta zeros (here gain = bias = 0)."""
+    layer = ConditionalBatchNormalization(3)
+    x = _x((6, 2, 2, 4)) * 3 + 1
+    y = np.asarray(layer(x, np.array([0, 1, 2, 0, 1, 2], "int32"), training=True))
+    expected = (x - x.mean(axis=(0, 1, 2))) / np.sqrt(x.var(axis=(0, 1, 2)) + 1e-5)
+    np.testing.assert_allclose(y, expected, atol=1e-4)
+    assert not any("u" == w.name for w in layer.weights)
+
+
+@pytest.mark.parametrize("sn", [False, True])
+def test_conditional_batch_norm_training_uses_batch_statistics_and_labels(sn):
     x = _x((6, 2, 2, 4)) * 3 + 1
     labels = np.array([0, 1, 2, 0, 1, 2], "int32")
-    layer = ConditionalBatchNormalization(3)
+    layer = ConditionalBatchNormalization(3, use_spectral_norm=sn)
     layer.build(x.shape)
-    u_gain, u_bias = np.asarray(layer.gain.u, np.float64), np.asarray(layer.bias.u, np.float64)
+    rng = np.random.default_rng(3)
+    if sn:
+        u_gain, u_bias = np.asarray(layer.gain.u, np.float64), np.asarray(layer.bias.u, np.float64)
+    else:
+        layer.gain.embeddings.assign(rng.normal(0, 0.3, (3, 4)).astype("float32"))
+        layer.bias.embeddings.assign(rng.normal(0, 0.3, (3, 4)).astype("float32"))
     y = np.asarray(layer(x, labels, training=True))
     mean = x.mean(axis=(0, 1, 2))
     var = x.var(axis=(0, 1, 2))
-    gain = numpy_ref.sn_kernel_training(layer.gain, u_gain)[labels]
-    bias = numpy_ref.sn_kernel_training(layer.bias, u_bias)[labels]
+    if sn:
+        gain = numpy_ref.sn_kernel_training(layer.gain, u_gain)[labels]
+        bias = numpy_ref.sn_kernel_training(layer.bias, u_bias)[labels]
+    else:
+        gain = np.asarray(layer.gain.embeddings)[labels]
+        bias = np.asarray(layer.bias.embeddings)[labels]
     expected = (x - mean) / np.sqrt(var + 1e-5) * (1 + gain[:, None, None]) + bias[:, None, None]
     np.testing.assert_allclose(y, expected, atol=1e-4)
     # Same features, different labels: different outputs.

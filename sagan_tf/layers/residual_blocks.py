@@ -66,7 +66,7 @@ class GBlock(_BlockBase):
     Args:
         filters: output channels.
         num_classes: classes for conditional batch norm; 0 for plain batch norm.
-        use_spectral_norm: spectral-normalize the convs (and CBN embeddings).
+        use_spectral_norm: spectral-normalize the convs (CBN embeddings are plain, as officially).
         kernel_initializer: conv kernel initializer.
         **kwargs: base layer arguments.
 
@@ -87,11 +87,11 @@ class GBlock(_BlockBase):
         self._check_rank(input_shape)
         b, h, w, c = input_shape
         up_shape = (b, None if h is None else 2 * h, None if w is None else 2 * w)
-        self.bn1 = ConditionalBatchNormalization(self.num_classes, use_spectral_norm=self.use_spectral_norm,
-                                                 dtype=self.dtype_policy, name="bn1")
+        self.bn1 = ConditionalBatchNormalization(self.num_classes, dtype=self.dtype_policy,
+                                                 name="bn1")
         self.conv1 = self._conv(3, "conv1")
-        self.bn2 = ConditionalBatchNormalization(self.num_classes, use_spectral_norm=self.use_spectral_norm,
-                                                 dtype=self.dtype_policy, name="bn2")
+        self.bn2 = ConditionalBatchNormalization(self.num_classes, dtype=self.dtype_policy,
+                                                 name="bn2")
         self.conv2 = self._conv(3, "conv2")
         self.shortcut = self._conv(1, "shortcut")
         self.bn1.build(input_shape)

@@ -107,8 +107,7 @@ class Generator(AttentionStagesMixin, keras.Model):
                     mult * self.base_channels, 4, strides=1 if i == 0 else 2,
                     padding="valid" if i == 0 else "same", kernel_initializer=init,
                     name=f"conv{i}")
-                bn = ConditionalBatchNormalization(self.num_classes, use_spectral_norm=sn,
-                                                   name=f"bn{i}")
+                bn = ConditionalBatchNormalization(self.num_classes, name=f"bn{i}")
                 self.stages.append((wrap(conv), bn, self._attention(res, init, sn)))
             # The last ConvT is not spectral-normalized, as in the PyTorch code.
             self.to_rgb = keras.layers.Conv2DTranspose(
