@@ -76,7 +76,7 @@ def bench_train(preset, batch, steps, xla, precision):
             times.append(time.perf_counter())
 
     # The loop `python -m sagan_tf.train` runs (the first 3 steps are warm-up).
-    loop.train(gan, tf.distribute.get_strategy(), ds, steps + 3, [Timer()], jit_compile=xla)
+    loop.train(gan, tf.distribute.get_strategy(), ds, steps + 3, [Timer()])
     elapsed = times[-1] - times[2]
     _emit(mode="train", preset=preset, imsize=size, batch=batch, xla=xla, precision=precision,
           img_per_s=round(steps * batch / elapsed, 2))

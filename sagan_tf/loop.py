@@ -13,11 +13,12 @@ import keras
 import tensorflow as tf
 
 
-def make_step_function(gan, strategy, jit_compile=False):
+def make_step_function(gan, strategy):
     """A `tf.function(iterator) -> {metric name: global value}` making one training
-    step on every replica of `strategy`."""
+    step on every replica of `strategy`; XLA-compiled when `gan` was compiled
+    with `jit_compile=True` (as `fit` would)."""
     train_step = gan.train_step
-    if jit_compile:
+    if gan.jit_compile:
         train_step = tf.function(train_step, jit_compile=True)
 
     @tf.function
@@ -48,13 +49,13 @@ def make_stop_vote(strategy):
     return lambda stop: float(count(tf.constant(bool(stop)))) > 0
 
 
-def train(gan, strategy, dataset, steps, callbacks=(), jit_compile=False):
+def train(gan, strategy, dataset, steps, callbacks=()):
     """Runs `steps` training steps of `gan` (compiled, built under `strategy`) on a
     distributed `dataset`, calling `callbacks` like `fit` does (train begin and end,
     batch begin and end with the step's logs; `gan.stop_training` ends the loop
     early). Metrics are reset at the start. Returns the last step's logs."""
     callback_list = keras.callbacks.CallbackList(list(callbacks), model=gan)
-    step = make_step_function(gan, strategy, jit_compile)
+    step = make_step_function(gan, strategy)
     any_worker_stops = make_stop_vote(strategy)
     iterator = iter(dataset)
     for metric in gan.metrics:

@@ -371,7 +371,7 @@ def _train(config, strategy, gan, manager, info, num_classes, start, remaining, 
     logging.info("training %s on %s (%s) for %d steps from step %d, global batch %d, %d replica(s)",
                  config.preset, config.dataset, info.description, remaining, start,
                  config.batch_size, strategy.num_replicas_in_sync)
-    logs = loop.train(gan, strategy, dataset, remaining, callbacks, config.jit_compile)
+    logs = loop.train(gan, strategy, dataset, remaining, callbacks)
     logs["images_per_second"] = monitor.images_per_second
     return logs
 

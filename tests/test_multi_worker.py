@@ -26,7 +26,7 @@ if stop_at:  # this worker alone asks to stop early, as --max_minutes may
                 self.model.stop_training = True
 
     real_train = loop.train
-    loop.train = lambda *a, **k: real_train(*a[:4], list(a[4]) + [StopAt()], *a[5:], **k)
+    loop.train = lambda *a: real_train(*a[:4], list(a[4]) + [StopAt()])
 config = training.TrainConfig(
     strategy="multi_worker", preset="dcgan_32", base_channels=8, z_dim=16, batch_size=8,
     steps=steps, log_every=2, sample_every=4, checkpoint_every=2,
