@@ -313,15 +313,20 @@ def stream_indices(num_examples, seed, global_batch, start_batch=0, pipeline=0, 
     number of replicas or workers reads the same global batches.
     """
     share = global_batch // pipelines
-    n = tf.constant(num_examples, tf.int64)
 
     def index(j):
         position = (start_batch + j // share) * global_batch + pipeline * share + j % share
-        epoch = position // n
-        seed_pair = tf.stack([tf.constant(seed, tf.int64), epoch])
-        return tf.random.experimental.index_shuffle(position % n, seed_pair, n - 1)
+        return _permuted(position, num_examples, seed)
 
     return tf.data.Dataset.range(2**62).map(index)
+
+
+def _permuted(position, num_examples, seed):
+    """The example at int64 `position` of the stream: epoch `position // n` is the
+    permutation of the n examples seeded by `(seed, epoch)`."""
+    n = tf.constant(num_examples, tf.int64)
+    seed_pair = tf.stack([tf.constant(seed, tf.int64), position // n])
+    return tf.random.experimental.index_shuffle(position % n, seed_pair, n - 1)
 
 
 def input_fn(spec, batch_size, input_context=None, repeat=True, start_batch=0):
@@ -349,9 +354,9 @@ def input_fn(spec, batch_size, input_context=None, repeat=True, start_batch=0):
                                 f"({global_batch})")
             indices = stream_indices(n, spec.seed, global_batch, start_batch, pipeline, pipelines)
         else:
+            # One pass: epoch 0 of the stream.
             indices = tf.data.Dataset.range(n).shard(pipelines, pipeline).map(
-                lambda i: tf.random.experimental.index_shuffle(
-                    i, tf.constant([spec.seed, 0], tf.int64), n - 1))
+                lambda i: _permuted(i, n, spec.seed))
         tensors = tuple(tf.constant(a) for a in source)
         # Order-preserving maps: the element order is the resume and replica contract.
         ds = indices.map(lambda i: prepare(*(tf.gather(t, i) for t in tensors)),

@@ -106,7 +106,7 @@ def savedmodel_sampler(path, truncation=2.0, seed=0):
         if conditional:
             kwargs["labels"] = tf.constant([], tf.int32)
         images = generate(**kwargs)["images"]
-        return tf.cast(images, tf.float32) / 127.5 - 1.0
+        return data.to_model_range(images)
 
     return sample, int(loaded.image_size.numpy())
 

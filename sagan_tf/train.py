@@ -55,7 +55,8 @@ flags.DEFINE_string("data_dir", None, "TFDS data directory.")
 flags.DEFINE_string("manual_dir", None, "TFDS manual-download directory.")
 flags.DEFINE_integer("crop", None, "Center crop before resizing (celeb_a default 140).")
 flags.DEFINE_boolean("folder_labels", False, "Use class sub-folders of folder:PATH as labels.")
-flags.DEFINE_boolean("deterministic", False, "Deterministic input order.")
+flags.DEFINE_boolean("deterministic", False, "Deterministic input order for TFDS datasets "
+                     "(mnist5k and folders are always read in a fixed, step-indexed order).")
 flags.DEFINE_integer("eval_every", 0, "Steps between FID/KID/IS evaluations (0: off); the best "
                      "checkpoint by FID is kept in <workdir>/best.")
 flags.DEFINE_integer("eval_samples", 1000, "Samples per periodic evaluation.")
