@@ -117,6 +117,13 @@ def test_two_replica_step_equals_one_replica_step(mirrored, driver):
     assert moved > len(names) // 2
 
 
+def _checkpoint_values(ckpt_dir):
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(ckpt_dir))
+    names = [n for n in reader.get_variable_to_shape_map()
+             if not n.startswith(("save_counter", "_CHECKPOINTABLE_OBJECT_GRAPH"))]
+    return {n: reader.get_tensor(n) for n in names}
+
+
 def test_nan_guard_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     calls = tf.Variable(0)
 
@@ -131,12 +138,9 @@ def test_nan_guard_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(callbacks.NonFiniteLossError, match=r"g_loss.*step 7"):
         training.run(config)
     ckpt_dir = str(tmp_path / "run" / "checkpoints")
-    latest = tf.train.latest_checkpoint(ckpt_dir)
-    assert latest.endswith("ckpt-4")
-    reader = tf.train.load_checkpoint(latest)
-    for name in reader.get_variable_to_shape_map():
-        value = reader.get_tensor(name)
-        if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+    assert tf.train.latest_checkpoint(ckpt_dir).endswith("ckpt-4")
+    for name, value in _checkpoint_values(ckpt_dir).items():
+        if value.dtype.kind == "f":
             assert np.isfinite(value).all(), name
     assert not os.path.exists(tmp_path / "savedmodels")
 
@@ -167,13 +171,6 @@ def test_checkpoint_holds_every_weight(tmp_path):
     assert len(state(gan)) == len(state(fresh)) > 100
     for a, b in zip(state(gan), state(fresh)):
         np.testing.assert_array_equal(np.asarray(b), np.asarray(a), err_msg=a.path)
-
-
-def _checkpoint_values(ckpt_dir):
-    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(ckpt_dir))
-    names = [n for n in reader.get_variable_to_shape_map()
-             if not n.startswith(("save_counter", "_CHECKPOINTABLE_OBJECT_GRAPH"))]
-    return {n: reader.get_tensor(n) for n in names}
 
 
 def test_resume_is_exact(tmp_path):
