@@ -149,6 +149,7 @@ class MnistClassifier:
     label = "classifier FID/KID/IS (mnist5k CNN features): comparable only with itself, not with papers"
     comparable_with_papers = False
     feature_dim = 128
+    classifies_dataset = True  # its logits are the 10 digit classes: class accuracy applies
 
     def __init__(self, cache_dir=None, epochs=8, seed=0):
         import keras

@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from sagan_tf import augment as aug
 from sagan_tf import losses
 from sagan_tf.models import Generator
 
@@ -31,6 +32,9 @@ class SAGAN(keras.Model):
             0 disables the EMA generator.
         ema_start: step before which the EMA simply copies G.
         seed: seed of the latent and interpolation random streams.
+        augment: DiffAugment policies (a subset of `sagan_tf.augment.POLICIES`,
+            e.g. `("translation", "cutout")`) applied to every image D sees,
+            real and fake, in the D and the G updates; empty for none.
         **kwargs: base model arguments.
 
     Call arguments:
@@ -39,7 +43,7 @@ class SAGAN(keras.Model):
     """
 
     def __init__(self, generator, discriminator, loss="hinge", d_steps=1, gp_weight=10.0,
-                 ema_decay=0.0, ema_start=0, seed=0, **kwargs):
+                 ema_decay=0.0, ema_start=0, seed=0, augment=(), **kwargs):
         super().__init__(**kwargs)
         if int(d_steps) < 1:
             raise ValueError(f"SAGAN: argument `d_steps` must be >= 1; received {d_steps}.")
@@ -54,6 +58,7 @@ class SAGAN(keras.Model):
         self.ema_decay = float(ema_decay)
         self.ema_start = int(ema_start)
         self.seed = int(seed)
+        self.augment = aug.parse(augment if isinstance(augment, str) else ",".join(augment))
         self.z_dim = generator.z_dim
         self.conditional = generator.num_classes > 0
         self.ema_generator = None
@@ -121,6 +126,16 @@ class SAGAN(keras.Model):
         z = tf.random.stateless_normal([global_batch, self.z_dim], seed=self._seed(stream))
         return self._replica_rows(z)
 
+    def _augment(self, images, global_batch, stream, which):
+        """DiffAugment of this replica's rows of a global batch; `which` 0 for real
+        images, 1 for fake ones, so the two never share draws."""
+        if not self.augment:
+            return images
+        seed = tf.random.experimental.stateless_fold_in(self._seed(stream), 1000 + which)
+        params = aug.draw(self.augment, global_batch, images.shape[1], seed)
+        params = {k: self._replica_rows(v) for k, v in params.items()}
+        return aug.apply(images, self.augment, params)
+
     # ------------------------------------------------------------------ steps
     def _discriminate(self, real, fake, labels):
         """D on real and fake: one call on both halves (one power iteration, larger
@@ -137,8 +152,10 @@ class SAGAN(keras.Model):
     def _d_update(self, real, labels, global_batch, stream):
         z = self.sample_z(global_batch, stream)
         fake = self.generator(z, labels, training=True)
+        real_seen = self._augment(real, global_batch, stream, 0)
+        fake_seen = self._augment(fake, global_batch, stream, 1)
         with tf.GradientTape() as tape:
-            real_logits, fake_logits = self._discriminate(real, fake, labels)
+            real_logits, fake_logits = self._discriminate(real_seen, fake_seen, labels)
             per_example = self.d_loss_fn(real_logits, fake_logits)
             gp = None
             if self.loss_name == "wgan_gp":
@@ -157,6 +174,7 @@ class SAGAN(keras.Model):
         z = self.sample_z(global_batch, self.d_steps)
         with tf.GradientTape() as tape:
             fake = self.generator(z, labels, training=True)
+            fake = self._augment(fake, global_batch, self.d_steps, 1)
             fake_logits = self.discriminator(fake, labels, training=True)
             per_example = self.g_loss_fn(fake_logits)
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)

@@ -149,3 +149,55 @@ class InceptionScore:
             kl = self.plogp[s] / self.count[s] - np.sum(p_y * np.log(np.clip(p_y, 1e-30, None)))
             scores.append(np.exp(kl))
         return float(np.mean(scores)), float(np.std(scores))
+
+
+def _squared_distances(a, b):
+    """(len(a), len(b)) squared Euclidean distances, float64, never negative."""
+    d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+    return np.maximum(d, 0.0)
+
+
+def _kth_neighbour_radii(features, k, batch_size):
+    """Squared distance of each feature to its k-th nearest other feature."""
+    radii = np.empty(len(features))
+    for start in range(0, len(features), batch_size):
+        d = _squared_distances(features[start:start + batch_size], features)
+        # Column k of the sorted row: index 0 is the point itself (distance 0).
+        radii[start:start + batch_size] = np.partition(d, k, axis=1)[:, k]
+    return radii
+
+
+def _coverage(queries, centres, radii, batch_size):
+    """Share of `queries` inside at least one ball (centre, radius)."""
+    inside = 0
+    for start in range(0, len(queries), batch_size):
+        d = _squared_distances(queries[start:start + batch_size], centres)
+        inside += int((d <= radii[None, :]).any(axis=1).sum())
+    return inside / len(queries)
+
+
+def precision_recall(real_features, fake_features, k=3, batch_size=1000):
+    """Improved precision and recall (Kynkaanniemi et al. 2019).
+
+    Each set's manifold is the union of balls around its points reaching their
+    k-th nearest neighbour. Precision: the share of fake samples inside the
+    real manifold (quality); recall: the share of real samples inside the fake
+    manifold (coverage, which falls when G collapses). Returns (precision, recall).
+    """
+    real = np.asarray(real_features, np.float64)
+    fake = np.asarray(fake_features, np.float64)
+    if min(len(real), len(fake)) < k + 1:
+        raise MetricError(f"precision/recall with k={k} needs at least {k + 1} samples per set; "
+                          f"got {len(real)} real and {len(fake)} fake")
+    precision = _coverage(fake, real, _kth_neighbour_radii(real, k, batch_size), batch_size)
+    recall = _coverage(real, fake, _kth_neighbour_radii(fake, k, batch_size), batch_size)
+    return precision, recall
+
+
+def class_accuracy(logits, labels):
+    """Share of samples whose arg-max class is their label."""
+    logits, labels = np.asarray(logits), np.asarray(labels)
+    if len(logits) != len(labels) or not len(labels):
+        raise MetricError(f"class accuracy needs one label per sample; got {len(logits)} samples "
+                          f"and {len(labels)} labels")
+    return float((logits.argmax(axis=1) == labels).mean())

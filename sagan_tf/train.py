@@ -30,6 +30,9 @@ flags.DEFINE_enum("attention_variant", None, ["paper", "official"], "Attention v
 flags.DEFINE_boolean("conditional", False, "Class-conditional G (conditional BN) and projection D.")
 flags.DEFINE_integer("channels", 3, "Image channels the models use (1 or 3).")
 flags.DEFINE_string("kernel_initializer", "glorot_uniform", "e.g. glorot_uniform or orthogonal.")
+flags.DEFINE_boolean("attention_spectral_norm", None, "Spectral-normalize the attention 1x1 "
+                     "convs (default: yes for resnet, as the official code; no for dcgan, as "
+                     "the PyTorch code).")
 flags.DEFINE_integer("steps", 2000, "Total generator steps.")
 flags.DEFINE_integer("batch_size", 64, "Global batch size (split over replicas).")
 flags.DEFINE_float("lr_g", 1e-4, "Generator learning rate (TTUR).")
@@ -41,6 +44,8 @@ flags.DEFINE_string("loss", "hinge", "hinge, ns (non-saturating) or wgan_gp.")
 flags.DEFINE_float("gp_weight", 10.0, "Gradient-penalty weight (wgan_gp).")
 flags.DEFINE_float("ema_decay", 0.0, "EMA decay of G's weights (e.g. 0.999); 0 disables.")
 flags.DEFINE_integer("ema_start", 0, "Step from which the EMA averages (before: copies).")
+flags.DEFINE_string("augment", "", "DiffAugment policies for D's inputs, real and fake: a "
+                    "comma-separated subset of color,translation,cutout (empty: none).")
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_string("precision", "float32", "float32, mixed_bfloat16 or mixed_float16.")
 flags.DEFINE_boolean("jit_compile", False, "XLA-compile the train step (one device only).")

@@ -17,7 +17,7 @@ import tensorflow as tf
 from absl import logging
 
 from sagan_tf import callbacks as cb
-from sagan_tf import data, loop, losses
+from sagan_tf import augment, data, loop, losses
 from sagan_tf.gan import SAGAN
 from sagan_tf.models import Discriminator, Generator
 from sagan_tf.models import presets as P
@@ -43,6 +43,7 @@ class TrainConfig:
     conditional: bool = False
     channels: int = 3
     kernel_initializer: str = "glorot_uniform"
+    attention_spectral_norm: Optional[bool] = None
     steps: int = 2000
     batch_size: int = 64
     lr_g: float = 1e-4
@@ -54,6 +55,7 @@ class TrainConfig:
     gp_weight: float = 10.0
     ema_decay: float = 0.0
     ema_start: int = 0
+    augment: str = ""
     seed: int = 0
     precision: str = "float32"
     jit_compile: bool = False
@@ -110,6 +112,10 @@ class TrainConfig:
             bad(f"--ema_decay must be in [0, 1); got {self.ema_decay}")
         if self.ema_start < 0:
             bad(f"--ema_start must be >= 0; got {self.ema_start}")
+        try:
+            augment.parse(self.augment)
+        except ValueError as e:
+            bad(f"--augment: {e}")
         if self.jit_compile and self.strategy in ("mirrored", "multi_worker"):
             bad("--jit_compile works on one device only; use --strategy=one_device or auto "
                 "on a single device")
@@ -141,7 +147,8 @@ class TrainConfig:
 
     def model_kwargs(self, num_classes):
         g_kwargs, d_kwargs = P.preset_kwargs(self.preset)
-        common = dict(kernel_initializer=self.kernel_initializer, num_classes=num_classes)
+        common = dict(kernel_initializer=self.kernel_initializer, num_classes=num_classes,
+                      attention_spectral_norm=self.attention_spectral_norm)
         if self.base_channels is not None:
             common["base_channels"] = self.base_channels
         if self.attention_variant is not None:
@@ -201,7 +208,7 @@ def build_gan(config, num_classes):
     discriminator.build()
     gan = SAGAN(generator, discriminator, loss=config.loss, d_steps=config.d_steps,
                 gp_weight=config.gp_weight, ema_decay=config.ema_decay,
-                ema_start=config.ema_start, seed=config.seed)
+                ema_start=config.ema_start, seed=config.seed, augment=config.augment)
     gan.compile(g_optimizer=_optimizer(config.lr_g, config),
                 d_optimizer=_optimizer(config.lr_d, config), jit_compile=config.jit_compile)
     gan.build_optimizers()

@@ -86,14 +86,15 @@ def test_mnist_classifier_feature_space(classifier):
 
     def stats(batches):
         s = metrics.FeatureStats(128)
-        for images in batches:
+        for images, _ in batches:
             s.update(classifier(images)[0])
         return s
 
     real_test = stats(evaluate.real_batches(test, 100))
     real_train = stats(list(evaluate.real_batches(train, 100))[:5])
     rng = np.random.default_rng(0)
-    noise = stats([rng.uniform(-1, 1, (100, 32, 32, 1)).astype(np.float32) for _ in range(5)])
+    noise = stats([(rng.uniform(-1, 1, (100, 32, 32, 1)).astype(np.float32), None)
+                   for _ in range(5)])
     real_vs_real = metrics.fid(real_test, real_train)
     real_vs_noise = metrics.fid(real_test, noise)
     assert real_vs_noise > 10 * real_vs_real
@@ -102,6 +103,23 @@ def test_mnist_classifier_feature_space(classifier):
     assert len(cached) == 1
     again = backbones.MnistClassifier()
     assert again.accuracy == classifier.accuracy
+
+
+def test_class_accuracy_of_real_held_out_digits_is_the_classifier_accuracy(classifier):
+    images, labels = data.load_mnist5k("test")
+    images = images.copy()
+    images = np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0))).astype(np.float32) / 127.5 - 1
+
+    def real_digits(n, offset):
+        return images[offset:offset + n], labels[offset:offset + n]
+
+    spec = data.DataSpec("mnist5k", 32, 1, split="test", deterministic=True)
+    real = evaluate.real_stats(classifier, spec, 500)
+    result = evaluate.evaluate(real_digits, classifier, real, num_samples=500, kid_subsets=5,
+                               kid_subset_size=100)
+    assert result["class_accuracy"] == pytest.approx(classifier.accuracy, abs=1e-4)
+    # The same digits: FID ~0, every sample inside the real manifold and vice versa.
+    assert result["fid"] < 1e-3 and result["precision"] == result["recall"] == 1.0
 
 
 def test_range_check(classifier):
@@ -131,7 +149,10 @@ def test_evaluate_end_to_end_on_a_tiny_exported_model(classifier, tmp_path):
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["backbone"] == "classifier" and out["comparable_with_papers"] is False
     assert "classifier FID" in out["label"] and out["num_real"] == 200
-    assert {"fid", "kid", "kid_std", "is", "is_std", "model", "split"} <= set(out)
+    assert {"fid", "kid", "kid_std", "is", "is_std", "precision", "recall", "class_accuracy",
+            "model", "split"} <= set(out)
+    assert 0 <= out["precision"] <= 1 and 0 <= out["recall"] <= 1
+    assert 0 <= out["class_accuracy"] <= 1  # the tiny model is conditional
     bad = subprocess.run([sys.executable, "-m", "sagan_tf.evaluate", f"--model={tmp_path / 'sm' / 'tiny'}",
                           "--backbone=inception_graph", f"--inception_graph={tmp_path / 'no.pb'}"],
                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)

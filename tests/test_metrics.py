@@ -100,3 +100,38 @@ def test_bad_features():
         stats.update(np.zeros((2, 4)))
     with pytest.raises(metrics.MetricError, match="NaN"):
         stats.update(np.full((2, 3), np.nan))
+
+
+def test_precision_recall_extremes():
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(200, 8))
+    assert metrics.precision_recall(a, a.copy(), k=3) == (1.0, 1.0)
+    far = rng.normal(size=(150, 8)) + 100.0
+    assert metrics.precision_recall(a, far, k=3) == (0.0, 0.0)
+    # A collapsed G (all samples near one real point): precise, but covers almost nothing.
+    collapsed = a[:1] + 1e-3 * rng.normal(size=(100, 8))
+    precision, recall = metrics.precision_recall(a, collapsed, k=3)
+    assert precision == 1.0 and recall < 0.05
+
+
+def test_precision_recall_matches_a_direct_count():
+    rng = np.random.default_rng(3)
+    real, fake = rng.normal(size=(60, 3)), rng.normal(size=(50, 3)) + 0.5
+    d_rr = np.linalg.norm(real[:, None] - real[None], axis=-1)
+    d_ff = np.linalg.norm(fake[:, None] - fake[None], axis=-1)
+    d_fr = np.linalg.norm(fake[:, None] - real[None], axis=-1)
+    r_real = np.sort(d_rr, axis=1)[:, 3]
+    r_fake = np.sort(d_ff, axis=1)[:, 3]
+    precision = np.mean([(d_fr[i] <= r_real).any() for i in range(50)])
+    recall = np.mean([(d_fr[:, j] <= r_fake).any() for j in range(60)])
+    got = metrics.precision_recall(real, fake, k=3, batch_size=7)
+    np.testing.assert_allclose(got, (precision, recall), atol=1e-12)
+
+
+def test_precision_recall_needs_k_plus_one_samples_and_accuracy_needs_labels():
+    with pytest.raises(metrics.MetricError, match="at least 4 samples per set; got 3 real"):
+        metrics.precision_recall(np.zeros((3, 2)), np.zeros((10, 2)), k=3)
+    logits = np.array([[0.0, 1.0], [2.0, 0.0], [0.0, 3.0]])
+    assert metrics.class_accuracy(logits, [1, 0, 0]) == pytest.approx(2 / 3)
+    with pytest.raises(metrics.MetricError, match="one label per sample"):
+        metrics.class_accuracy(logits, [1, 0])

@@ -70,13 +70,13 @@ def test_tiny_pipeline_on_mocked_celeb_a(tmp_path):
     assert saved["architecture"]["generator"]["attention_resolutions"] == [16]
 
 
-def _twin_gans(strategy, weights=None):
+def _twin_gans(strategy, weights=None, augment=""):
     with strategy.scope():
         g = Generator("dcgan", 16, z_dim=8, base_channels=8, attention_resolutions=(8,))
         d = Discriminator("dcgan", 16, base_channels=8, attention_resolutions=(4,))
         g.build()
         d.build()
-        gan = SAGAN(g, d, seed=3)
+        gan = SAGAN(g, d, seed=3, augment=augment)
         gan.compile(keras.optimizers.SGD(0.1), keras.optimizers.SGD(0.1))
         gan.build_optimizers()
         if weights is not None:
@@ -94,14 +94,15 @@ def _one_step(gan, strategy, dataset, driver):
     return loop.train(gan, strategy, dataset, 1)
 
 
-@pytest.mark.parametrize("driver", ["loop", "fit"])
-def test_two_replica_step_equals_one_replica_step(mirrored, driver):
+@pytest.mark.parametrize("driver,augment", [("loop", ""), ("fit", ""),
+                                            ("loop", "color,translation,cutout")])
+def test_two_replica_step_equals_one_replica_step(mirrored, driver, augment):
     images = tf.random.stateless_uniform([8, 16, 16, 3], seed=[1, 2], minval=-1, maxval=1)
     batch = tf.data.Dataset.from_tensors((images, tf.zeros([8], tf.int32)))
     default = tf.distribute.get_strategy()
-    one = _twin_gans(default)
+    one = _twin_gans(default, augment=augment)
     start = [np.asarray(w) for w in one.generator.weights + one.discriminator.weights]
-    two = _twin_gans(mirrored, start)
+    two = _twin_gans(mirrored, start, augment=augment)
     log_one = _one_step(one, default, batch, driver)
     log_two = _one_step(two, mirrored, mirrored.experimental_distribute_dataset(batch), driver)
     for key in ("d_loss", "g_loss", "d_real", "d_fake"):
@@ -176,7 +177,8 @@ def test_checkpoint_holds_every_weight(tmp_path):
 def test_resume_is_exact(tmp_path):
     """4 steps, stop, resume to 8 == 8 steps straight: weights, optimizer slots, EMA,
     BN statistics and spectral-norm u (same data, same z, same state)."""
-    kwargs = dict(steps=8, export=False, conditional=True, ema_decay=0.9, d_steps=2)
+    kwargs = dict(steps=8, export=False, conditional=True, ema_decay=0.9, d_steps=2,
+                  augment="translation,cutout,color")
     training.run(_config(tmp_path / "a", **dict(kwargs, steps=4)))
     resumed = training.run(_config(tmp_path / "a", **kwargs))
     straight = training.run(_config(tmp_path / "b", **kwargs))

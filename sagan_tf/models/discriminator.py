@@ -36,6 +36,9 @@ class Discriminator(AttentionStagesMixin, keras.Model):
         num_classes: 0 for unconditional, else the projection head.
         input_channels: 3 for RGB, 1 for grayscale.
         kernel_initializer: e.g. `"glorot_uniform"` or `"orthogonal"`.
+        attention_spectral_norm: spectral-normalize the attention block's 1x1
+            convs. Default: True for `resnet` (the official code), False for
+            `dcgan` (the PyTorch code's `Self_Attn` uses plain convs).
         **kwargs: base model arguments.
 
     Call arguments:
@@ -58,6 +61,7 @@ class Discriminator(AttentionStagesMixin, keras.Model):
         num_classes=0,
         input_channels=3,
         kernel_initializer="glorot_uniform",
+        attention_spectral_norm=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -73,6 +77,9 @@ class Discriminator(AttentionStagesMixin, keras.Model):
         self.input_channels = int(input_channels)
         self.kernel_initializer = kernel_initializer
         sn = architecture != "baseline"
+        if attention_spectral_norm is None:
+            attention_spectral_norm = architecture == "resnet"
+        self.attention_spectral_norm = bool(attention_spectral_norm)
         init = keras.initializers.get(kernel_initializer)
 
         def wrap(layer):
@@ -91,7 +98,7 @@ class Discriminator(AttentionStagesMixin, keras.Model):
             for i, ((mult, down), res) in enumerate(zip(spec, resolutions)):
                 block = DBlock(mult * self.base_channels, downsample=down, optimized=i == 0,
                                use_spectral_norm=sn, kernel_initializer=init, name=f"block{i}")
-                self.stages.append((block, None, self._attention(res, init, sn)))
+                self.stages.append((block, None, self._attention(res, init)))
             self.feature_channels = spec[-1][0] * self.base_channels
             self.head = wrap(keras.layers.Dense(1, kernel_initializer=init, name="head"))
         else:
@@ -106,7 +113,7 @@ class Discriminator(AttentionStagesMixin, keras.Model):
                 bn = None
                 if architecture == "baseline" and i > 0:
                     bn = keras.layers.BatchNormalization(synchronized=True, name=f"bn{i}")
-                self.stages.append((wrap(conv), bn, self._attention(res, init, sn)))
+                self.stages.append((wrap(conv), bn, self._attention(res, init)))
             self.feature_channels = self.base_channels * 2 ** (n - 1)
             self.leak = 0.2 if architecture == "baseline" else 0.1
             # The last conv is not spectral-normalized, as in the PyTorch code.
@@ -171,6 +178,7 @@ class Discriminator(AttentionStagesMixin, keras.Model):
             "num_classes": self.num_classes,
             "input_channels": self.input_channels,
             "kernel_initializer": self.kernel_initializer,
+            "attention_spectral_norm": self.attention_spectral_norm,
         }
 
     @classmethod

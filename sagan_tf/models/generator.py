@@ -34,6 +34,9 @@ class Generator(AttentionStagesMixin, keras.Model):
         num_classes: 0 for unconditional, else conditional batch norm.
         output_channels: 3 for RGB, 1 for grayscale.
         kernel_initializer: e.g. `"glorot_uniform"` or `"orthogonal"`.
+        attention_spectral_norm: spectral-normalize the attention block's 1x1
+            convs. Default: True for `resnet` (the official code), False for
+            `dcgan` (the PyTorch code's `Self_Attn` uses plain convs).
         **kwargs: base model arguments.
 
     Call arguments:
@@ -58,6 +61,7 @@ class Generator(AttentionStagesMixin, keras.Model):
         num_classes=0,
         output_channels=3,
         kernel_initializer="glorot_uniform",
+        attention_spectral_norm=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -74,6 +78,9 @@ class Generator(AttentionStagesMixin, keras.Model):
         self.output_channels = int(output_channels)
         self.kernel_initializer = kernel_initializer
         sn = architecture != "baseline"
+        if attention_spectral_norm is None:
+            attention_spectral_norm = architecture == "resnet"
+        self.attention_spectral_norm = bool(attention_spectral_norm)
         init = keras.initializers.get(kernel_initializer)
 
         if architecture == "resnet":
@@ -97,7 +104,7 @@ class Generator(AttentionStagesMixin, keras.Model):
             for i, (mult, res) in enumerate(zip(mults, resolutions)):
                 block = GBlock(mult * self.base_channels, num_classes=self.num_classes,
                                use_spectral_norm=sn, kernel_initializer=init, name=f"block{i}")
-                self.stages.append((block, None, self._attention(res, init, sn)))
+                self.stages.append((block, None, self._attention(res, init)))
             self.final_bn = ConditionalBatchNormalization(0, name="final_bn")
             self.to_rgb = sn_conv(self.output_channels, 3, "to_rgb", sn,
                                   kernel_initializer=init)
@@ -108,7 +115,7 @@ class Generator(AttentionStagesMixin, keras.Model):
                     padding="valid" if i == 0 else "same", kernel_initializer=init,
                     name=f"conv{i}")
                 bn = ConditionalBatchNormalization(self.num_classes, name=f"bn{i}")
-                self.stages.append((wrap(conv), bn, self._attention(res, init, sn)))
+                self.stages.append((wrap(conv), bn, self._attention(res, init)))
             # The last ConvT is not spectral-normalized, as in the PyTorch code.
             self.to_rgb = keras.layers.Conv2DTranspose(
                 self.output_channels, 4, strides=2, padding="same",
@@ -166,6 +173,7 @@ class Generator(AttentionStagesMixin, keras.Model):
             "num_classes": self.num_classes,
             "output_channels": self.output_channels,
             "kernel_initializer": self.kernel_initializer,
+            "attention_spectral_norm": self.attention_spectral_norm,
         }
 
     @classmethod
