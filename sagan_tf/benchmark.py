@@ -18,7 +18,9 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from sagan_tf import runtime  # noqa: E402  (before TensorFlow is imported)
+
+runtime.setup()
 
 import numpy as np  # noqa: E402
 import keras  # noqa: E402

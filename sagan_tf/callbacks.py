@@ -12,6 +12,16 @@ from absl import logging
 from sagan_tf import visualize
 
 
+SCALAR_DESCRIPTIONS = {
+    "d_loss": "Discriminator loss per example, mean over the log period (last D update).",
+    "g_loss": "Generator loss per example, mean over the log period.",
+    "gp": "Gradient penalty (||grad D|| - 1)^2, mean over the log period.",
+    "d_real": "Mean discriminator logit on real images (not a loss).",
+    "d_fake": "Mean discriminator logit on generated images (not a loss).",
+    "gamma": "Attention output scale gamma (y = gamma * o + x; 0 at the start).",
+}
+
+
 class NonFiniteLossError(RuntimeError):
     """Training produced a NaN or Inf loss (or weight)."""
 
@@ -86,13 +96,22 @@ class TrainingMonitor(keras.callbacks.Callback):
         self.real_labels = real_labels
         self._t0 = None
         self._s0 = None
-        self.images_per_second = None
+        self.images_per_second = None  # of the last log period
+        self.steps_run = 0
+        self.train_seconds = 0.0  # from the start to the last step's end, compilation included
 
     def on_train_begin(self, logs=None):
         self._t0, self._s0 = time.time(), _step(self.model)
+        self._begin = self._t0
 
     def on_train_batch_end(self, batch, logs=None):
         step = _step(self.model)
+        self.steps_run += 1
+        self.train_seconds = time.time() - self._begin
+        if self.steps_run == 1:
+            logging.info("step %d: the first step compiled and ran in %.1f s; a progress line "
+                         "follows every %d steps", step, self.train_seconds, self.log_every)
+            self._t0, self._s0 = time.time(), step  # periods' speeds exclude compilation
         if step % self.log_every == 0 or step == self.total_steps:
             self._log(step, logs or {})
         if self.samples_dir and (step % self.sample_every == 0 or step == self.total_steps):
@@ -106,25 +125,37 @@ class TrainingMonitor(keras.callbacks.Callback):
         model = self.model
         with self.writer.as_default(step=step):
             for name, value in logs.items():
-                tf.summary.scalar(f"losses/{name}", float(value))
+                group = "discriminator" if name in ("d_real", "d_fake") else "losses"
+                tf.summary.scalar(f"{group}/{name}", float(value),
+                                  description=SCALAR_DESCRIPTIONS.get(name))
             for prefix, net in (("G", model.generator), ("D", model.discriminator)):
                 for layer in net.attention_layers:
-                    tf.summary.scalar(f"gamma/{prefix}_{layer.name}", layer.gamma.value)
+                    tf.summary.scalar(f"gamma/{prefix}_{layer.name}", layer.gamma.value,
+                                      description=SCALAR_DESCRIPTIONS["gamma"])
             tf.summary.scalar("learning_rate/G", float(np.asarray(model.g_optimizer.learning_rate)))
             tf.summary.scalar("learning_rate/D", float(np.asarray(model.d_optimizer.learning_rate)))
             if self.images_per_second:
-                tf.summary.scalar("speed/images_per_second", self.images_per_second)
+                tf.summary.scalar("speed/images_per_second", self.images_per_second,
+                                  description="Training images per second over the log period.")
         self.writer.flush()
-        eta = ""
-        if self.images_per_second:
-            seconds = (self.total_steps - step) * self.global_batch / self.images_per_second
-            eta = f" eta {int(seconds // 60)}m{int(seconds % 60):02d}s"
-        losses = " ".join(f"{k} {float(v):.4f}" for k, v in logs.items())
-        speed = f" {self.images_per_second:.1f} img/s" if self.images_per_second else ""
-        logging.info("step %d/%d %s%s%s", step, self.total_steps, losses, speed, eta)
+        logging.info("%s", self.progress_line(step, logs))
         for metric in model.metrics:  # per-period means
             metric.reset_state()
         self._t0, self._s0 = now, step
+
+    def progress_line(self, step, logs):
+        """`step 500/3000 (17%) | d_loss 0.707 g_loss 1.128 | D(real) 1.02 D(fake) -1.00 |
+        340 img/s | eta 1m34s`."""
+        parts = [f"step {step}/{self.total_steps} ({100 * step // self.total_steps}%)"]
+        losses = [f"{k} {float(v):.3f}" for k, v in logs.items() if k not in ("d_real", "d_fake")]
+        parts.append(" ".join(losses))
+        if "d_real" in logs:
+            parts.append(f"D(real) {float(logs['d_real']):.2f} D(fake) {float(logs['d_fake']):.2f}")
+        if self.images_per_second:
+            seconds = (self.total_steps - step) * self.global_batch / self.images_per_second
+            parts.append(f"{self.images_per_second:.0f} img/s")
+            parts.append(f"eta {int(seconds // 60)}m{int(seconds % 60):02d}s")
+        return " | ".join(parts)
 
     def write_samples(self, step):
         model = self.model
@@ -171,9 +202,11 @@ def format_result(result):
 
 
 class PeriodicEvaluation(keras.callbacks.Callback):
-    """Every `every` steps: FID/KID/IS of the sampling generator against real
-    statistics (computed once), logged to TensorBoard under `eval/`; the best
-    checkpoint by FID is kept by `best_manager` (with `best.json` beside it)."""
+    """Every `every` steps and at the end of training: FID, KID, IS, precision,
+    recall and class accuracy of the sampling generator against real statistics
+    (computed once), logged to TensorBoard under `eval/`; `history` holds
+    (step, result) pairs; the best checkpoint by FID is kept by `best_manager`
+    (with `best.json` beside it)."""
 
     def __init__(self, writer, every, backbone, real_stats, num_samples, best_manager, seed=0):
         super().__init__()
@@ -189,8 +222,15 @@ class PeriodicEvaluation(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         step = _step(self.model)
-        if step % self.every:
-            return
+        if step % self.every == 0:
+            self.evaluate(step)
+
+    def on_train_end(self, logs=None):
+        step = _step(self.model)
+        if not self.history or self.history[-1][0] != step:
+            self.evaluate(step)  # the final model is always evaluated
+
+    def evaluate(self, step):
         from sagan_tf import evaluate
 
         result = evaluate.evaluate(evaluate.generator_sampler(self.model.sampler, self.seed),

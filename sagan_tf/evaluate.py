@@ -9,10 +9,11 @@ Real statistics come from the dataset split, fake ones from the SavedModel's
 """
 
 import json
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from sagan_tf import runtime  # noqa: E402  (before TensorFlow is imported)
+
+runtime.setup()
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402

@@ -134,8 +134,24 @@ class _ServingModule(tf.Module):
         return out
 
 
-def export_generator(generator, export_dir, name, max_batch=MAX_BATCH):
-    """Writes `export_dir/name/VERSION/` and returns its path."""
+def latest_export(export_dir, name):
+    """(path, metadata) of the newest version of `export_dir/name`, or None; metadata
+    is its `assets.extra.json` (generator config, z_dim, source)."""
+    model_dir = os.path.join(export_dir, name)
+    version = next_version(model_dir) - 1
+    if version < 1:
+        return None
+    path = os.path.join(model_dir, str(version))
+    try:
+        with open(os.path.join(path, "assets.extra.json")) as f:
+            return path, json.load(f)
+    except (OSError, ValueError):
+        return path, {}
+
+
+def export_generator(generator, export_dir, name, max_batch=MAX_BATCH, source=None):
+    """Writes `export_dir/name/VERSION/` and returns its path. `source` (e.g. the
+    run's workdir and step) is recorded in the version's `assets.extra.json`."""
     model_dir = os.path.join(export_dir, name)
     try:
         os.makedirs(model_dir, exist_ok=True)
@@ -144,7 +160,7 @@ def export_generator(generator, export_dir, name, max_batch=MAX_BATCH):
         raise ExportError(f"cannot write to {model_dir}: {e.strerror}") from None
     module = _ServingModule(generator, max_batch)
     z_dim, conditional = generator.z_dim, generator.num_classes > 0
-    z_spec = tf.TensorSpec([None, None], tf.float32, name="z")
+    z_spec = tf.TensorSpec([None, z_dim], tf.float32, name="z")
     labels_spec = tf.TensorSpec([None], tf.int32, name="labels")
     queries_spec = tf.TensorSpec([None, 2], tf.int32, name="queries")
     scalar = dict(seed=tf.TensorSpec([], tf.int64, name="seed"),
@@ -170,7 +186,8 @@ def export_generator(generator, export_dir, name, max_batch=MAX_BATCH):
     try:
         tf.saved_model.save(module, tmp, signatures=signatures)
         with open(os.path.join(tmp, "assets.extra.json"), "w") as f:
-            json.dump({"generator": generator.get_config(), "z_dim": z_dim}, f, indent=1)
+            json.dump({"generator": generator.get_config(), "z_dim": z_dim, "source": source},
+                      f, indent=1)
         version_dir = os.path.join(model_dir, str(next_version(model_dir)))
         os.rename(tmp, version_dir)  # atomic; fails rather than overwrite a version
     except BaseException:
@@ -192,11 +209,12 @@ def _define_flags():
 
 def export_workdir(workdir, export_dir="savedmodels", name=None, max_batch=MAX_BATCH):
     """Restores a run's generator (EMA when present) and exports it."""
-    from sagan_tf import training
+    from sagan_tf import checkpoints
 
-    generator = training.restore_generator_for_export(workdir)
+    generator, step = checkpoints.restore_generator_for_export(workdir)
     name = name or os.path.basename(os.path.normpath(workdir))
-    return export_generator(generator, export_dir, name, max_batch)
+    source = {"workdir": os.path.abspath(workdir), "step": step}
+    return export_generator(generator, export_dir, name, max_batch, source=source)
 
 
 def main(argv):
@@ -212,5 +230,8 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    from sagan_tf import runtime
+
+    runtime.setup()
     _define_flags()
     app.run(main)

@@ -10,7 +10,9 @@ model written by `sagan_tf.export`:
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from sagan_tf import runtime  # noqa: E402  (before TensorFlow is imported)
+
+runtime.setup()
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402

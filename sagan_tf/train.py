@@ -3,11 +3,11 @@
 Presets are flag files: `--flagfile=flags/celeb_a_64.flags`, overridable flag by flag.
 """
 
-import logging as std_logging
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from sagan_tf import runtime  # noqa: E402  (before TensorFlow is imported)
+
+runtime.setup()
 
 from absl import app, flags, logging  # noqa: E402
 
@@ -97,14 +97,17 @@ def main(argv):
         sys.exit(f"error: unexpected arguments {argv[1:]}")
     from sagan_tf import backbones, callbacks, data, export
 
-    std_logging.getLogger("tensorflow").setLevel(std_logging.WARNING)
-
     try:
         config = config_from_flags()
         result = training.run(config)
     except (training.ConfigError, data.DataError, callbacks.NonFiniteLossError,
             export.ExportError, backbones.BackboneError) as e:
         sys.exit(f"error: {e}")
+    evaluation = result["logs"].get("evaluation")
+    if evaluation:
+        print(f"evaluation at step {evaluation['step']} ({evaluation['backbone']}, "
+              f"{evaluation['num_fake']} samples vs {evaluation['num_real']} real): "
+              f"{callbacks.format_result(evaluation)}", flush=True)
     logging.info("done: step %d, workdir %s%s", result["step"], result["workdir"],
                  f", SavedModel {result['export']}" if result.get("export") else "")
 

@@ -17,7 +17,7 @@ import tensorflow as tf
 from absl import logging
 
 from sagan_tf import callbacks as cb
-from sagan_tf import augment, data, loop, losses
+from sagan_tf import augment, checkpoints, data, loop, losses
 from sagan_tf.gan import SAGAN
 from sagan_tf.models import Discriminator, Generator
 from sagan_tf.models import presets as P
@@ -215,73 +215,6 @@ def build_gan(config, num_classes):
     return gan
 
 
-def checkpoint_weights(model):
-    """`model.weights` as a list, the form in which checkpoints hold a model.
-
-    Keras 3 keeps sublayers in Keras-tracked lists that TF's object graph does
-    not follow: `tf.train.Checkpoint(generator=model)` saves only directly
-    assigned sublayers and silently drops the rest (spectral-norm `u`, batch-norm
-    statistics, the EMA generator). A list is saved entry by entry, by position,
-    which the architecture guard of the workdir (`config.json`) keeps stable.
-    """
-    return list(model.weights)
-
-
-def make_checkpoint(gan):
-    objects = dict(generator=checkpoint_weights(gan.generator),
-                   discriminator=checkpoint_weights(gan.discriminator),
-                   g_optimizer=gan.g_optimizer, d_optimizer=gan.d_optimizer)
-    if gan.ema_generator is not None:
-        objects["ema_generator"] = checkpoint_weights(gan.ema_generator)
-    return tf.train.Checkpoint(**objects)
-
-
-def _architecture(gan):
-    return {"generator": gan.generator.get_config(),
-            "discriminator": gan.discriminator.get_config(),
-            "ema": gan.ema_generator is not None}
-
-
-def _check_workdir(workdir, architecture):
-    """Refuses a workdir whose checkpoint belongs to another architecture."""
-    path = os.path.join(workdir, "config.json")
-    has_checkpoint = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
-    if os.path.exists(path):
-        with open(path) as f:
-            saved = json.load(f)["architecture"]
-        ours = json.loads(json.dumps(architecture))
-        if saved != ours:
-            diffs = [f"{net}.{k}: {saved[net].get(k)} != {ours[net].get(k)}"
-                     for net in ("generator", "discriminator")
-                     for k in ours[net] if saved[net].get(k) != ours[net].get(k)]
-            if saved["ema"] != ours["ema"]:
-                diffs.append(f"ema: {saved['ema']} != {ours['ema']}")
-            raise ConfigError(f"workdir {workdir} holds a checkpoint of a different architecture "
-                              f"({'; '.join(diffs[:3])}); use another --workdir")
-    elif has_checkpoint:
-        raise ConfigError(f"workdir {workdir} holds a checkpoint without config.json; "
-                          "use another --workdir")
-
-
-def restore_generator_for_export(workdir):
-    """The run's generator (EMA when the run has one) restored from its latest checkpoint."""
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{workdir} is not a training run (no config.json)")
-    latest = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
-    if latest is None:
-        raise FileNotFoundError(f"{workdir} has no checkpoint")
-    with open(path) as f:
-        architecture = json.load(f)["architecture"]
-    config = architecture["generator"]
-    generator = Generator.from_config(config)
-    generator.build()
-    key = "ema_generator" if architecture["ema"] else "generator"
-    status = tf.train.Checkpoint(**{key: checkpoint_weights(generator)}).restore(latest)
-    status.assert_existing_objects_matched().expect_partial()
-    return generator
-
-
 def _set_precision(precision):
     keras.mixed_precision.set_global_policy(precision)
 
@@ -307,13 +240,13 @@ def run(config, strategy=None):
         raise ConfigError(f"--conditional needs a labelled dataset; {config.dataset} has no labels")
     with strategy.scope():
         gan = build_gan(config, num_classes)
-    architecture = _architecture(gan)
+    architecture = checkpoints.architecture(gan)
     chief = strategy.extended.should_checkpoint
     if chief:  # other workers of a multi-worker run leave the workdir to the chief
-        _check_workdir(config.workdir, architecture)
+        checkpoints.check_workdir(config.workdir, architecture, ConfigError)
         os.makedirs(os.path.join(config.workdir, "samples"), exist_ok=True)
 
-    checkpoint = make_checkpoint(gan)
+    checkpoint = checkpoints.make_checkpoint(gan)
     manager = tf.train.CheckpointManager(checkpoint, os.path.join(config.workdir, "checkpoints"),
                                          max_to_keep=config.keep_checkpoints)
     if manager.latest_checkpoint:
@@ -331,6 +264,10 @@ def run(config, strategy=None):
 
     start = int(gan.step.numpy())
     remaining = config.steps - start
+    if config.ema_decay and config.ema_start >= config.steps:
+        logging.warning("--ema_start=%d >= --steps=%d: the EMA generator never averages, so "
+                        "samples and the export are a plain copy of G; lower --ema_start",
+                        config.ema_start, config.steps)
     logs = {}
     try:
         if remaining > 0:
@@ -343,15 +280,28 @@ def run(config, strategy=None):
             shutil.rmtree(manager.directory, ignore_errors=True)
     result = {"step": int(gan.step.numpy()), "logs": logs, "workdir": config.workdir, "gan": gan}
     if config.export and chief:
-        from sagan_tf import export
-
-        sampler = Generator.from_config(gan.sampler.get_config())
-        sampler.build()
-        sampler.set_weights([np.asarray(w) for w in gan.sampler.weights])
-        name = config.export_name or os.path.basename(os.path.normpath(config.workdir))
-        result["export"] = export.export_generator(sampler, config.export_dir, name)
-        logging.info("exported the generator to %s", result["export"])
+        result["export"] = _export(config, gan, trained=remaining > 0)
     return result
+
+
+def _export(config, gan, trained):
+    """Exports the sampling generator, unless this run trained nothing and its newest
+    export already holds the generator of this workdir at this step."""
+    from sagan_tf import export
+
+    name = config.export_name or os.path.basename(os.path.normpath(config.workdir))
+    source = {"workdir": os.path.abspath(config.workdir), "step": int(gan.step.numpy())}
+    previous = export.latest_export(config.export_dir, name)
+    if not trained and previous and previous[1].get("source") == source:
+        logging.info("the generator of step %d is already exported as %s; not exporting it "
+                     "again", source["step"], previous[0])
+        return previous[0]
+    sampler = Generator.from_config(gan.sampler.get_config())
+    sampler.build()
+    sampler.set_weights([np.asarray(w) for w in gan.sampler.weights])
+    path = export.export_generator(sampler, config.export_dir, name, source=source)
+    logging.info("exported the generator to %s", path)
+    return path
 
 
 def _train(config, strategy, gan, manager, info, num_classes, start, remaining, chief):
@@ -361,7 +311,7 @@ def _train(config, strategy, gan, manager, info, num_classes, start, remaining, 
                                        config.batch_size * config.d_steps, start_batch=start)
     if chief:
         writer = tf.summary.create_file_writer(os.path.join(config.workdir, "logs"))
-        _write_hparams(writer, config)
+        _write_hparams(writer, config, gan)
     else:
         writer = tf.summary.create_noop_writer()
     fixed_z, fixed_labels = _fixed_latents(config, num_classes)
@@ -371,8 +321,10 @@ def _train(config, strategy, gan, manager, info, num_classes, start, remaining, 
         os.path.join(config.workdir, "samples") if chief else None, fixed_z, fixed_labels,
         real_images, real_labels if num_classes else None)
     callbacks = [cb.NonFiniteGuard(), cb.CheckpointSaver(manager, config.checkpoint_every), monitor]
+    evaluation = None
     if config.eval_every and chief:
-        callbacks.append(_evaluation_callback(config, gan, writer))
+        evaluation = _evaluation_callback(config, gan, writer)
+        callbacks.append(evaluation)
     if config.max_minutes:
         callbacks.append(cb.TimeLimit(config.max_minutes))
     logging.info("training %s on %s (%s) for %d steps from step %d, global batch %d, %d replica(s)",
@@ -380,6 +332,15 @@ def _train(config, strategy, gan, manager, info, num_classes, start, remaining, 
                  config.batch_size, strategy.num_replicas_in_sync)
     logs = loop.train(gan, strategy, dataset, remaining, callbacks)
     logs["images_per_second"] = monitor.images_per_second
+    logs["train_seconds"] = monitor.train_seconds
+    logs["mean_images_per_second"] = (monitor.steps_run * config.batch_size
+                                      / max(monitor.train_seconds, 1e-9))
+    if evaluation is not None and evaluation.history:
+        step, result = evaluation.history[-1]
+        logs["evaluation"] = dict(result, step=step)
+    if chief:
+        _write_json(os.path.join(config.workdir, "summary.json"),
+                    dict(logs, step=int(gan.step.numpy()), steps_run=monitor.steps_run))
     return logs
 
 
@@ -398,8 +359,8 @@ def _evaluation_callback(config, gan, writer):
     spec = data.DataSpec(config.dataset, config.image_size, 3, split=split,
                          data_dir=config.data_dir, crop=config.crop, deterministic=True)
     real = evaluate.real_stats(backbone, spec, config.eval_samples)
-    best = tf.train.CheckpointManager(make_checkpoint(gan), os.path.join(config.workdir, "best"),
-                                      max_to_keep=1)
+    best = tf.train.CheckpointManager(checkpoints.make_checkpoint(gan),
+                                      os.path.join(config.workdir, "best"), max_to_keep=1)
     return cb.PeriodicEvaluation(writer, config.eval_every, backbone, real, config.eval_samples,
                                  best, seed=config.seed)
 
@@ -415,7 +376,26 @@ def _fixed_latents(config, num_classes):
     return z, labels
 
 
-def _write_hparams(writer, config):
+def effective_architecture(gan):
+    """The architecture a run trains, whatever flags chose it (for HParams)."""
+    values = {}
+    for prefix, net in (("G", gan.generator), ("D", gan.discriminator)):
+        values[f"{prefix}/architecture"] = net.architecture
+        values[f"{prefix}/image_size"] = net.image_size
+        values[f"{prefix}/base_channels"] = net.base_channels
+        values[f"{prefix}/attention_resolutions"] = (
+            ",".join(map(str, net.attention_resolutions)) or "none")
+        values[f"{prefix}/attention_variant"] = net.attention_variant
+        values[f"{prefix}/attention_spectral_norm"] = net.attention_spectral_norm
+        values[f"{prefix}/num_classes"] = net.num_classes
+        values[f"{prefix}/parameters"] = int(sum(np.prod(w.shape)
+                                                 for w in net.trainable_weights))
+    values["augment"] = ",".join(gan.augment) or "none"
+    values["ema"] = gan.ema_generator is not None
+    return values
+
+
+def _write_hparams(writer, config, gan):
     from tensorboard.plugins.hparams import api as hp
 
     values = {}
@@ -424,6 +404,7 @@ def _write_hparams(writer, config):
             values[k] = v
         elif v is not None:
             values[k] = str(v)
+    values.update(effective_architecture(gan))
     with writer.as_default():
         hp.hparams(values)
     writer.flush()

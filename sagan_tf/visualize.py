@@ -36,16 +36,53 @@ def default_queries(size):
     return [(int(size * fy), int(size * fx)) for fy, fx in ((0.3, 0.3), (0.5, 0.65), (0.75, 0.4))]
 
 
+QUERY_COLORS = np.array([[0, 255, 0], [0, 160, 255], [255, 0, 255], [255, 255, 0]], np.uint8)
+HEAT_COLOR = np.array([255, 60, 0], np.float32)
+
+
+def _outline(image, y0, x0, y1, x1, color, width):
+    """Draws a rectangle outline (inclusive of y0, x0; exclusive of y1, x1) in place."""
+    h, w = image.shape[:2]
+    y0, x0 = max(y0 - width, 0), max(x0 - width, 0)
+    y1, x1 = min(y1 + width, h), min(x1 + width, w)
+    image[y0:y0 + width, x0:x1] = color
+    image[y1 - width:y1, x0:x1] = color
+    image[y0:y1, x0:x0 + width] = color
+    image[y0:y1, x1 - width:x1] = color
+
+
+def _label(image, text, color):
+    """Writes `text` at the top-left corner, on a dark band (images >= 64 px wide)."""
+    if image.shape[1] < 64:
+        return image
+    from PIL import Image, ImageDraw
+
+    pil = Image.fromarray(image)
+    draw = ImageDraw.Draw(pil)
+    left, top, right, bottom = draw.textbbox((2, 1), text)
+    draw.rectangle((0, 0, right + 2, bottom + 1), fill=(0, 0, 0))
+    draw.text((2, 1), text, fill=tuple(int(c) for c in color))
+    return np.asarray(pil)
+
+
 def attention_panels(images, attention, queries=None, min_size=128):
     """Where each query pixel looks, overlaid on the images.
+
+    Every heat map of one call shares one colour scale (the largest attention
+    weight among them is full colour), so a near-uniform map stays faint next
+    to a peaked one; each overlay is labelled with its query and its maximum
+    weight, also as a multiple of the uniform weight 1/N_key. Query pixels are
+    outlined, not filled, in their own colour; the first panel of each image
+    outlines every query and names it (the legend).
 
     Args:
         images: (B, H, W, C) in [-1, 1].
         attention: (B, N, N_key) rows summing to 1, N and N_key square numbers.
         queries: (row, col) positions in the N-grid; default `default_queries`.
+        min_size: small images are upscaled (nearest) to at least this size.
     Returns:
-        uint8 (B * (1 + Q), H, W, 3): per image, the image with the query
-        pixels marked, then one heat-map overlay per query.
+        uint8 (B * (1 + Q), H', W', 3): per image, the image with the query
+        pixels outlined, then one heat-map overlay per query.
     """
     images = to_uint8(images)
     scale = max(1, min_size // images.shape[1])  # small images: nearest upscaling
@@ -54,23 +91,30 @@ def attention_panels(images, attention, queries=None, min_size=128):
     b, h, w, _ = images.shape
     q_side = int(round(np.sqrt(attention.shape[1])))
     k_side = int(round(np.sqrt(attention.shape[2])))
+    n_key = attention.shape[2]
     queries = queries or default_queries(q_side)
-    colors = np.array([[0, 255, 0], [0, 128, 255], [255, 0, 255]], np.uint8)
+    rows = np.stack([attention[:, qy * q_side + qx] for qy, qx in queries], axis=1)  # (B, Q, Nk)
+    shared_max = max(float(rows.max()), 1e-12)
+    width = max(1, h // 64)
     panels = []
     for i in range(b):
         marked = images[i].copy()
         overlays = []
+        legend = []
         for j, (qy, qx) in enumerate(queries):
+            color = QUERY_COLORS[j % len(QUERY_COLORS)]
             y0, x0 = qy * h // q_side, qx * w // q_side
             y1, x1 = max(y0 + 1, (qy + 1) * h // q_side), max(x0 + 1, (qx + 1) * w // q_side)
-            marked[y0:y1, x0:x1] = colors[j % len(colors)]
-            heat = attention[i, qy * q_side + qx].reshape(k_side, k_side)
-            heat = np.kron(heat, np.ones((h // k_side, w // k_side)))  # nearest upsampling
-            heat = (heat - heat.min()) / max(heat.max() - heat.min(), 1e-12)
+            heat = rows[i, j].reshape(k_side, k_side)
+            peak = float(heat.max())
+            heat = np.kron(heat, np.ones((h // k_side, w // k_side))) / shared_max  # (H, W)
             gray = images[i].mean(axis=-1, keepdims=True) * 0.5
-            overlay = gray + heat[..., None] * np.array([255, 60, 0]) * 0.5
-            overlay = np.clip(overlay, 0, 255).astype(np.uint8)
-            overlay[y0:y1, x0:x1] = colors[j % len(colors)]
-            overlays.append(overlay)
-        panels.extend([marked] + overlays)
+            overlay = np.clip(gray + heat[..., None] * HEAT_COLOR * 0.5, 0, 255).astype(np.uint8)
+            _outline(overlay, y0, x0, y1, x1, color, width)
+            overlays.append(_label(overlay, f"q{j + 1} max {peak:.3f} ({peak * n_key:.1f}x unif.)",
+                                   color))
+            _outline(marked, y0, x0, y1, x1, color, width)
+            legend.append(f"q{j + 1}")
+        panels.extend([_label(marked, " ".join(legend) + " (queries)", QUERY_COLORS[0])]
+                      + overlays)
     return np.stack(panels)

@@ -30,3 +30,18 @@ def mirrored():
     if not _MIRRORED:
         _MIRRORED.append(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
     return _MIRRORED[0]
+
+
+@pytest.fixture
+def tfds_manual_files(tmp_path, monkeypatch):
+    """A TFDS data dir whose manual directory holds (empty) files of every name TFDS
+    would download, so the no-network check passes for `tfds.testing.mock_data` tests."""
+    from sagan_tf import data
+
+    manual = tmp_path / "tfds" / "downloads" / "manual"
+    manual.mkdir(parents=True)
+    for files, _ in data.TFDS_FILES.values():
+        for name in files:
+            (manual / name).write_bytes(b"")
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    return manual

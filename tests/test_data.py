@@ -15,7 +15,7 @@ def _first_batch(spec, batch=8):
     return images.numpy(), labels.numpy()
 
 
-def test_tfds_celeb_a_mocked_shapes_range_and_crop():
+def test_tfds_celeb_a_mocked_shapes_range_and_crop(tfds_manual_files):
     # A 218x178 image whose central 140x140 square is white and the rest black:
     # after the default 140 px center crop only white remains.
     image = np.zeros((218, 178, 3), np.uint8)
@@ -40,7 +40,7 @@ def test_tfds_celeb_a_mocked_shapes_range_and_crop():
         assert data.describe(data.DataSpec("celeb_a", 64)).num_classes == 0
 
 
-def test_tfds_cifar10_mocked_labels():
+def test_tfds_cifar10_mocked_labels(tfds_manual_files):
     with tfds.testing.mock_data(num_examples=40):
         x, y = _first_batch(data.DataSpec("cifar10", 32, 3), batch=16)
         assert data.describe(data.DataSpec("cifar10", 32)).num_classes == 10
@@ -49,17 +49,94 @@ def test_tfds_cifar10_mocked_labels():
     assert -1 <= x.min() and x.max() <= 1
 
 
-def test_tfds_failure_names_dataset_cause_and_both_ways_out(monkeypatch):
+def test_tfds_failure_names_dataset_cause_and_both_ways_out(monkeypatch, tmp_path):
     def fail(self, *args, **kwargs):
-        raise RuntimeError("Google Drive quota exceeded for this file")
+        raise RuntimeError("Google Drive quota exceeded for this file " + "word " * 100)
 
     monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", fail)
+    monkeypatch.setattr(data, "_unreachable_hosts", lambda urls: [])  # as if online
+    data_dir = str(tmp_path / "tfds_test")
     with pytest.raises(data.DataError) as err:
-        data.describe(data.DataSpec("celeb_a", 64, data_dir="/tmp/tfds_test"))
+        data.describe(data.DataSpec("celeb_a", 64, data_dir=data_dir))
     message = str(err.value)
     assert "\n" not in message
-    for part in ("'celeb_a'", "quota exceeded", "manual", "/tmp/tfds_test", "folder:PATH"):
+    for part in ("'celeb_a'", "quota exceeded", "manual", data_dir, "folder:PATH",
+                 "img_align_celeba.zip", "list_attr_celeba.txt", "identity_CelebA.txt"):
         assert part in message
+    # The cause is cut at a word boundary, never mid-word.
+    assert "word ... --" in message
+
+
+def test_tfds_without_network_fails_in_seconds_naming_the_manual_files(tmp_path):
+    import time
+
+    # Port 9 on loopback (discard) refuses at once: the host is unreachable.
+    start = time.time()
+    assert data._unreachable_hosts(["http://127.0.0.1:9/x"], timeout=2)
+    spec = data.DataSpec("cifar10", 32, data_dir=str(tmp_path / "tfds"))
+    original = data._unreachable_hosts
+    try:
+        data._unreachable_hosts = lambda urls: original(
+            [u.replace("www.cs.toronto.edu", "127.0.0.1:9") for u in urls], timeout=2)
+        with pytest.raises(data.DataError) as err:
+            data.describe(spec)
+    finally:
+        data._unreachable_hosts = original
+    assert time.time() - start < 30
+    message = str(err.value)
+    assert "cannot reach 127.0.0.1" in message and "cifar-10-binary.tar.gz" in message
+    assert str(tmp_path / "tfds" / "downloads" / "manual") in message
+    # imagenet2012 is never downloaded: without its files it stops before any attempt.
+    with pytest.raises(data.DataError, match="never downloads.*ILSVRC2012_img_train.tar.*image-net"):
+        data.describe(data.DataSpec("imagenet2012", 128, data_dir=str(tmp_path / "tfds")))
+
+
+def test_tfds_missing_module_is_named_with_its_pip_package(monkeypatch, tmp_path):
+    def fail(self, *args, **kwargs):
+        raise ModuleNotFoundError("No module named 'importlib_resources'",
+                                  name="importlib_resources")
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", fail)
+    monkeypatch.setattr(data, "_unreachable_hosts", lambda urls: [])
+    with pytest.raises(data.DataError) as err:
+        data.describe(data.DataSpec("celeb_a", 64, data_dir=str(tmp_path)))
+    assert str(err.value) == (
+        "TFDS needs the Python module 'importlib_resources' for 'celeb_a', which is not "
+        "installed: pip install importlib_resources (or pip install -r requirements.txt)")
+
+
+def test_failed_download_leaves_no_partial_files(monkeypatch, tmp_path):
+    downloads = tmp_path / "downloads" / "celeb_a"
+
+    def fail(self, *args, **kwargs):
+        downloads.mkdir(parents=True)
+        (downloads / "ucexport_download_id_X.tmp.0123").write_bytes(b"half")
+        raise OSError("connection reset")
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", fail)
+    monkeypatch.setattr(data, "_unreachable_hosts", lambda urls: [])
+    (tmp_path / "downloads").mkdir()
+    (tmp_path / "downloads" / "kept.zip").write_bytes(b"a finished download")
+    with pytest.raises(data.DataError, match="connection reset"):
+        data.describe(data.DataSpec("celeb_a", 64, data_dir=str(tmp_path)))
+    assert not list(downloads.iterdir())
+    assert (tmp_path / "downloads" / "kept.zip").exists()
+
+
+@pytest.mark.parametrize("dataset", ["celeb_a", "cifar10", "lsun/church_outdoor",
+                                     "lsun/bedroom", "imagenet2012"])
+def test_tfds_builders_of_the_flag_files_import_and_list_their_files(dataset):
+    """Every dataset a flag file names: its TFDS builder imports and lists its download
+    URLs (this needs importlib_resources, which a fresh install lacked), and the
+    files `TFDS_FILES` tells users to put in the manual directory are the ones TFDS
+    looks for there. No network."""
+    builder = tfds.builder(dataset)
+    names = {info.filename for info in builder.url_infos.values()}
+    files, _ = data.TFDS_FILES[dataset]
+    if dataset == "imagenet2012":  # manual-only: TFDS names the tar files in its instructions
+        assert all(f in builder.MANUAL_DOWNLOAD_INSTRUCTIONS for f in files)
+    else:
+        assert set(files) <= names
 
 
 def _write(path, array, fmt):

@@ -1,4 +1,5 @@
 import json
+import re
 import os
 import subprocess
 import sys
@@ -105,10 +106,17 @@ def test_fresh_process_and_saved_model_cli(exported):
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out == {"serving_default": [2, 16, 16, 3], "generate": [3, 16, 16, 3],
                    "attention": ["attention_attention4", "attention_attention8", "images"]}
-    cli = subprocess.run(["saved_model_cli", "show", "--dir", path, "--all"], capture_output=True,
+    # The saved_model_cli of this Python's environment (a virtualenv need not be activated).
+    cli_path = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    cli = subprocess.run([cli_path if os.path.exists(cli_path) else "saved_model_cli", "show", "--dir", path, "--all"], capture_output=True,
                          text=True, env=ENV, timeout=300)
     assert cli.returncode == 0, cli.stderr[-2000:]
     text = cli.stdout
+    # A TF Serving client's metadata request learns z_dim: z is [batch, z_dim] in every signature.
+    z_inputs = re.findall(r"inputs\['z'\] tensor_info:\s+dtype: DT_FLOAT\s+shape: (\(.*?\))", text)
+    assert z_inputs == ["(-1, 8)"] * 2, z_inputs  # serving_default and attention
+    labels = re.findall(r"inputs\['labels'\] tensor_info:\s+dtype: DT_INT32\s+shape: (\(.*?\))", text)
+    assert labels == ["(-1)"] * 3, labels
     for expected in ("signature_def['serving_default']", "signature_def['generate']",
                      "signature_def['attention']", "dtype: DT_UINT8", "shape: (-1, 16, 16, 3)",
                      "inputs['z']", "inputs['labels']", "inputs['seed']", "dtype: DT_INT64",

@@ -14,7 +14,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import flags as absl_flags
 
-from sagan_tf import callbacks, data, loop, training
+from sagan_tf import callbacks, checkpoints, data, loop, training
 from sagan_tf.gan import SAGAN
 from sagan_tf.models import Discriminator, Generator
 
@@ -50,7 +50,7 @@ def test_tiny_pipeline_on_mnist5k(tmp_path, replicas, mirrored):
     assert png.shape[-1] == 3 and png.shape[0] > 10 * 32  # one row per class (10 classes)
     assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("ckpt-8")
     tags = _event_tags(str(run / "logs"))
-    for tag in ("losses/d_loss", "losses/g_loss", "losses/d_real", "losses/d_fake",
+    for tag in ("losses/d_loss", "losses/g_loss", "discriminator/d_real", "discriminator/d_fake",
                 "gamma/G_attention8", "gamma/G_attention16", "gamma/D_attention8",
                 "learning_rate/G", "speed/images_per_second", "samples",
                 "attention/G_attention16", "attention/D_attention4", "_hparams_/session_start_info"):
@@ -58,7 +58,7 @@ def test_tiny_pipeline_on_mnist5k(tmp_path, replicas, mirrored):
     assert os.path.exists(os.path.join(result["export"], "saved_model.pb"))
 
 
-def test_tiny_pipeline_on_mocked_celeb_a(tmp_path):
+def test_tiny_pipeline_on_mocked_celeb_a(tmp_path, tfds_manual_files):
     with tfds.testing.mock_data(num_examples=32):
         config = _config(tmp_path, dataset="celeb_a", steps=4, g_attention=(16,),
                          d_attention=(8,), export=False)
@@ -161,9 +161,9 @@ def test_checkpoint_holds_every_weight(tmp_path):
     strategy = tf.distribute.get_strategy()
     gan = training.build_gan(config, num_classes=10)
     loop.train(gan, strategy, data.distributed_dataset(strategy, config.data_spec(), 8), 2)
-    path = training.make_checkpoint(gan).save(str(tmp_path / "ckpt"))
+    path = checkpoints.make_checkpoint(gan).save(str(tmp_path / "ckpt"))
     fresh = training.build_gan(dataclasses.replace(config, seed=1), num_classes=10)
-    training.make_checkpoint(fresh).restore(path).assert_consumed()
+    checkpoints.make_checkpoint(fresh).restore(path).assert_consumed()
 
     def state(g):
         return (g.generator.weights + g.discriminator.weights + g.ema_generator.weights
@@ -290,3 +290,25 @@ def test_random_streams_never_collide_within_or_across_steps():
         streams = list(range(8)) + [8] + [gan.d_steps + 1 + i for i in range(8)]
         seeds += [tuple(gan._seed(s).numpy()) for s in streams]
     assert len(seeds) == len(set(seeds)) == 34
+
+
+def test_finished_run_is_not_exported_again_and_a_late_ema_start_warns(tmp_path, caplog):
+    import logging
+
+    config = _config(tmp_path, steps=2, ema_decay=0.9, ema_start=5, sample_every=2)
+    with caplog.at_level(logging.INFO, logger="absl"):
+        first = training.run(config)
+    assert "--ema_start=5 >= --steps=2" in caplog.text
+    assert "the first step compiled and ran in" in caplog.text
+    assert "step 2/2 (100%) | d_loss" in caplog.text and "D(real)" in caplog.text
+    models = tmp_path / "savedmodels" / "run"
+    assert os.listdir(models) == ["1"]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="absl"):
+        again = training.run(config)  # nothing to train: same weights, no new version
+    assert again["export"] == first["export"] and os.listdir(models) == ["1"]
+    assert "already exported" in caplog.text
+    more = training.run(dataclasses.replace(config, steps=4))
+    assert sorted(os.listdir(models)) == ["1", "2"] and more["export"].endswith("2")
+    with open(os.path.join(more["export"], "assets.extra.json")) as f:
+        assert json.load(f)["source"] == {"workdir": str(tmp_path / "run"), "step": 4}
