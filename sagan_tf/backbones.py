@@ -163,6 +163,10 @@ class MnistClassifier:
         if os.path.exists(path):
             model = keras.saving.load_model(path)
         else:
+            from absl import logging
+
+            logging.info("training the offline classifier backbone on mnist5k's train split "
+                         "(once, about half a minute; cached as %s)", path)
             keras.utils.set_random_seed(seed)
             train_x, train_y = data.load_mnist5k("train")
             model = _classifier_model()

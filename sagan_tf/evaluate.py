@@ -26,6 +26,7 @@ def _stream(batches, backbone, num, inception_score=None, predictions=None):
     """Feature statistics of the first `num` images of `batches`, an iterator of
     (images, labels or None); `predictions` (a list) collects (logits, labels)."""
     stats = metrics.FeatureStats(backbone.feature_dim)
+    report = max(num // 10, 5000)  # progress lines on long runs only
     for images, labels in batches:
         images = images[:num - stats.n]
         features, logits = backbone(images)
@@ -34,6 +35,8 @@ def _stream(batches, backbone, num, inception_score=None, predictions=None):
             inception_score.update(logits)
         if predictions is not None and labels is not None:
             predictions.append((logits, np.asarray(labels)[:len(logits)]))
+        if stats.n // report > (stats.n - len(images)) // report and stats.n < num:
+            logging.info("features of %d / %d images", stats.n, num)
         if stats.n >= num:
             break
     return stats

@@ -33,6 +33,19 @@ class ExportError(RuntimeError):
     """A problem that stops an export, reported as one line."""
 
 
+def graph_error_message(error):
+    """The one-line message of an input check that failed inside a signature
+    (`z: must have shape [batch, 128]`), without TensorFlow's function-node prefix."""
+    import re
+
+    text = getattr(error, "message", None) or str(error)
+    found = re.search(r"assertion failed: \[(.*?)\]", text)
+    if found:
+        return found.group(1)
+    line = re.sub(r"\{\{[^}]*\}\}", "", text.strip().splitlines()[0]).strip()
+    return line or type(error).__name__
+
+
 def next_version(model_dir):
     versions = [int(d) for d in os.listdir(model_dir) if d.isdigit()] if os.path.isdir(model_dir) else []
     return max(versions, default=0) + 1

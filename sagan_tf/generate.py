@@ -28,8 +28,10 @@ def _define_flags():
     flags.DEFINE_integer("version", None, "Version to load (default: the highest).")
     flags.DEFINE_integer("num", 64, "Images in the grid.")
     flags.DEFINE_string("out", "samples.png", "Output PNG path.")
-    flags.DEFINE_float("truncation", 2.0, "Truncate z to [-t, t], t in (0, 2]; smaller = safer samples.")
-    flags.DEFINE_list("labels", None, "Class labels for conditional models (cycled to --num).")
+    flags.DEFINE_float("truncation", 2.0, "Truncate z to [-t, t], t in (0, 2]; smaller = safer, "
+                       "less varied samples (the default 2 barely truncates).")
+    flags.DEFINE_list("labels", None, "Class labels for conditional models: one row per listed "
+                      "class, --num // len(labels) images each (at least 1).")
     flags.DEFINE_integer("interpolate", 0, "If > 0: rows of STEPS images interpolating between two latents.")
     flags.DEFINE_integer("rows", 8, "Interpolation rows.")
     flags.DEFINE_integer("seed", 0, "Random seed.")
@@ -57,28 +59,44 @@ def resolve_model_dir(model, version=None):
     raise GenerateError(f"no SavedModel under {model} ({which})")
 
 
-def _labels(loaded, labels, num):
-    if int(loaded.num_classes.numpy()) == 0:
-        return None
-    if not labels:
-        return tf.constant([], tf.int32)
-    values = [int(v) for v in labels]
-    return tf.constant([values[i % len(values)] for i in range(num)], tf.int32)
+def parse_labels(labels):
+    """`["0", "3"]` -> [0, 3]; a value that is not an integer is a GenerateError."""
+    values = []
+    for value in labels or []:
+        try:
+            values.append(int(value))
+        except ValueError:
+            raise GenerateError(f"--labels must be comma-separated integers; got {value!r}") from None
+    return values
 
 
 def _call(fn, **kwargs):
+    from sagan_tf.export import graph_error_message
+
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     try:
         return fn(**kwargs)["images"].numpy()
     except tf.errors.InvalidArgumentError as e:
-        raise GenerateError(e.message.splitlines()[0]) from None
+        raise GenerateError(graph_error_message(e)) from None
 
 
 def grid(loaded, num, truncation, labels, seed):
+    """A grid of `num` samples; for a conditional model with `labels`, one row per
+    listed class (`num // len(labels)` images each, at least 1), like the training
+    grids; without labels, random classes."""
+    labels = parse_labels(labels)
+    columns = None
+    label_tensor = None
+    if int(loaded.num_classes.numpy()):
+        label_tensor = tf.constant([], tf.int32)
+        if labels:
+            columns = max(1, num // len(labels))
+            num = columns * len(labels)
+            label_tensor = tf.constant(np.repeat(labels, columns), tf.int32)
     images = _call(loaded.signatures["generate"], seed=tf.constant(seed, tf.int64),
                    num=tf.constant(num, tf.int32), truncation=tf.constant(truncation, tf.float32),
-                   labels=_labels(loaded, labels, num))
-    return visualize.make_grid(images)
+                   labels=label_tensor)
+    return visualize.make_grid(images, columns=columns)
 
 
 def slerp(a, b, t):
@@ -89,14 +107,29 @@ def slerp(a, b, t):
     return (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
 
 
-def interpolation(loaded, steps, rows, labels, seed):
+def truncated_normal(rng, shape, truncation):
+    """Standard normal values, those outside [-truncation, truncation] redrawn."""
+    values = rng.standard_normal(shape)
+    outside = np.abs(values) > truncation
+    while outside.any():
+        values[outside] = rng.standard_normal(int(outside.sum()))
+        outside = np.abs(values) > truncation
+    return values
+
+
+def interpolation(loaded, steps, rows, labels, seed, truncation=2.0):
+    """`rows` spherical interpolations of `steps` images between two latents drawn
+    from the normal truncated to [-truncation, truncation] (points between them
+    clipped to it)."""
     z_dim = int(loaded.z_dim.numpy())
     rng = np.random.default_rng(seed)
-    ends = rng.standard_normal((rows, 2, z_dim))
+    ends = truncated_normal(rng, (rows, 2, z_dim), truncation)
     z = np.stack([slerp(a, b, t) for a, b in ends for t in np.linspace(0, 1, steps)])
+    z = np.clip(z, -truncation, truncation)
     row_labels = None
+    labels = parse_labels(labels)
     if int(loaded.num_classes.numpy()):
-        base = [int(v) for v in labels] if labels else list(range(rows))
+        base = labels or list(range(rows))
         row_labels = tf.constant(np.repeat([base[i % len(base)] for i in range(rows)], steps), tf.int32)
     images = _call(loaded.signatures["serving_default"], z=tf.constant(z, tf.float32),
                    labels=row_labels)
@@ -113,7 +146,8 @@ def main(argv):
         except (OSError, ValueError) as e:
             raise GenerateError(f"cannot load the SavedModel at {path}: {e}") from None
         if FLAGS.interpolate > 0:
-            image = interpolation(loaded, FLAGS.interpolate, FLAGS.rows, FLAGS.labels, FLAGS.seed)
+            image = interpolation(loaded, FLAGS.interpolate, FLAGS.rows, FLAGS.labels, FLAGS.seed,
+                                  FLAGS.truncation)
         else:
             image = grid(loaded, FLAGS.num, FLAGS.truncation, FLAGS.labels, FLAGS.seed)
         out_dir = os.path.dirname(os.path.abspath(FLAGS.out))

@@ -3,7 +3,16 @@
 Presets are flag files: `--flagfile=flags/celeb_a_64.flags`, overridable flag by flag.
 """
 
+import glob
+import os
 import sys
+
+_FLAG_FILES = sorted(glob.glob(os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "flags", "*.flags")))
+if _FLAG_FILES:
+    __doc__ += "\nFlag files (presets):\n" + "".join(
+        f"  --flagfile=flags/{os.path.basename(path)}: "
+        f"{open(path).readline().lstrip('# ').strip()}\n" for path in _FLAG_FILES)
 
 from sagan_tf import runtime  # noqa: E402  (before TensorFlow is imported)
 
@@ -28,6 +37,8 @@ flags.DEFINE_list("g_attention", None, "Generator attention resolutions (default
 flags.DEFINE_list("d_attention", None, "Discriminator attention resolutions.")
 flags.DEFINE_enum("attention_variant", None, ["paper", "official"], "Attention variant.")
 flags.DEFINE_boolean("conditional", False, "Class-conditional G (conditional BN) and projection D.")
+flags.DEFINE_integer("label_embedding_dim", 0, "Conditional G: also feed a learned class "
+                     "embedding of this size beside z (0: conditional batch norm alone).")
 flags.DEFINE_integer("channels", 3, "Image channels the models use (1 or 3).")
 flags.DEFINE_string("kernel_initializer", "glorot_uniform", "e.g. glorot_uniform or orthogonal.")
 flags.DEFINE_boolean("attention_spectral_norm", None, "Spectral-normalize the attention 1x1 "

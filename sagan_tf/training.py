@@ -41,6 +41,7 @@ class TrainConfig:
     d_attention: Optional[Tuple[int, ...]] = None
     attention_variant: Optional[str] = None
     conditional: bool = False
+    label_embedding_dim: int = 0
     channels: int = 3
     kernel_initializer: str = "glorot_uniform"
     attention_spectral_norm: Optional[bool] = None
@@ -153,7 +154,8 @@ class TrainConfig:
             common["base_channels"] = self.base_channels
         if self.attention_variant is not None:
             common["attention_variant"] = self.attention_variant
-        g_kwargs.update(common, z_dim=self.z_dim, output_channels=self.channels)
+        g_kwargs.update(common, z_dim=self.z_dim, output_channels=self.channels,
+                        label_embedding_dim=self.label_embedding_dim)
         d_kwargs.update(common, input_channels=self.channels)
         if self.g_attention is not None:
             g_kwargs["attention_resolutions"] = tuple(self.g_attention)

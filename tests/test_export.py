@@ -206,9 +206,23 @@ def test_export_and_generate_commands(tmp_path):
         ("sagan_tf.generate", [f"--model={tmp_path / 'sm' / 'run'}", "--out=/nonexistent/dir/x.png"],
          "cannot write /nonexistent/dir/x.png"),
         ("sagan_tf.generate", [f"--model={tmp_path / 'sm' / 'run'}", "--labels=12"],
-         r"labels: must be in \[0, 10\)"),
+         r"^error: labels: must be in \[0, 10\)$"),
+        ("sagan_tf.generate", [f"--model={tmp_path / 'sm' / 'run'}", "--labels=a,b"],
+         "--labels must be comma-separated integers; got 'a'"),
     ]:
         proc = _cli(module, *args)
         assert proc.returncode != 0
         last = proc.stderr.strip().splitlines()[-1]
         assert last.startswith("error:") and __import__("re").search(message, last), last
+        assert "{{" not in last  # no function-node prefix from the graph
+
+
+def test_truncated_latents_stay_inside_the_truncation():
+    from sagan_tf import generate
+
+    z = generate.truncated_normal(np.random.default_rng(0), (500, 16), 0.5)
+    assert np.abs(z).max() <= 0.5 and z.std() > 0.2
+    assert export.graph_error_message(
+        tf.errors.InvalidArgumentError(None, None, "{{function_node __inference_x}} assertion "
+                                       "failed: [z: must be finite] [Condition x]")) == \
+        "z: must be finite"

@@ -56,6 +56,11 @@ def test_tiny_pipeline_on_mnist5k(tmp_path, replicas, mirrored):
                 "attention/G_attention16", "attention/D_attention4", "_hparams_/session_start_info"):
         assert tag in tags, tag
     assert os.path.exists(os.path.join(result["export"], "saved_model.pb"))
+    # HParams hold the effective architecture, not only the flags that were set.
+    raw = b"".join(open(p, "rb").read() for p in glob.glob(str(run / "logs" / "events.*")))
+    for key in (b"G/attention_resolutions", b"D/attention_variant", b"G/parameters",
+                b"D/attention_spectral_norm"):
+        assert key in raw, key
 
 
 def test_tiny_pipeline_on_mocked_celeb_a(tmp_path, tfds_manual_files):

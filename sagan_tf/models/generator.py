@@ -37,6 +37,10 @@ class Generator(AttentionStagesMixin, keras.Model):
         attention_spectral_norm: spectral-normalize the attention block's 1x1
             convs. Default: True for `resnet` (the official code), False for
             `dcgan` (the PyTorch code's `Self_Attn` uses plain convs).
+        label_embedding_dim: for conditional models, also feed a learned class
+            embedding of this size beside z into the first layer (BigGAN's
+            shared embedding, concatenated); 0 conditions through the batch
+            norms alone (the official SAGAN code).
         **kwargs: base model arguments.
 
     Call arguments:
@@ -62,6 +66,7 @@ class Generator(AttentionStagesMixin, keras.Model):
         output_channels=3,
         kernel_initializer="glorot_uniform",
         attention_spectral_norm=None,
+        label_embedding_dim=0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -81,6 +86,13 @@ class Generator(AttentionStagesMixin, keras.Model):
         if attention_spectral_norm is None:
             attention_spectral_norm = architecture == "resnet"
         self.attention_spectral_norm = bool(attention_spectral_norm)
+        self.label_embedding_dim = int(label_embedding_dim) if self.num_classes else 0
+        if self.label_embedding_dim < 0:
+            raise ValueError("Generator: argument `label_embedding_dim` must be >= 0; "
+                             f"received {label_embedding_dim}.")
+        if self.label_embedding_dim:
+            self.label_embedding = keras.layers.Embedding(
+                self.num_classes, self.label_embedding_dim, name="label_embedding")
         init = keras.initializers.get(kernel_initializer)
 
         if architecture == "resnet":
@@ -133,6 +145,9 @@ class Generator(AttentionStagesMixin, keras.Model):
             raise ValueError(f"Generator: argument `labels` is required (num_classes="
                              f"{self.num_classes}).")
         maps = []
+        if self.label_embedding_dim:
+            z = ops.concatenate(  # (B, z_dim + label_embedding_dim)
+                [z, ops.cast(self.label_embedding(labels), z.dtype)], axis=-1)
         if self.architecture == "resnet":
             x = self.stem(z, training=training)
             x = ops.reshape(x, (-1, 4, 4, self.stem_channels))  # (B, 4, 4, C)
@@ -142,7 +157,7 @@ class Generator(AttentionStagesMixin, keras.Model):
             x = ops.relu(self.final_bn(x, training=training))
             x = self.to_rgb(x, training=training)
         else:
-            x = ops.reshape(z, (-1, 1, 1, self.z_dim))  # (B, 1, 1, z_dim)
+            x = ops.reshape(z, (-1, 1, 1, z.shape[-1]))  # (B, 1, 1, z_dim [+ embedding])
             for conv, bn, attention in self.stages:
                 x = conv(x, training=training)  # (B, 2H, 2W, C')
                 x = ops.relu(bn(x, labels, training=training))
@@ -174,6 +189,7 @@ class Generator(AttentionStagesMixin, keras.Model):
             "output_channels": self.output_channels,
             "kernel_initializer": self.kernel_initializer,
             "attention_spectral_norm": self.attention_spectral_norm,
+            "label_embedding_dim": self.label_embedding_dim,
         }
 
     @classmethod
