@@ -48,7 +48,9 @@ def check_workdir(workdir, architecture, error=ValueError):
     """Raises `error` when `workdir` holds a checkpoint of another architecture
     (or a checkpoint without the config.json that says which)."""
     path = os.path.join(workdir, "config.json")
-    has_checkpoint = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
+    directory = os.path.join(workdir, "checkpoints")
+    has_checkpoint = os.path.isdir(directory) and any(
+        name.startswith("ckpt-") for name in os.listdir(directory))
     if os.path.exists(path):
         with open(path) as f:
             saved = json.load(f)["architecture"]
@@ -72,7 +74,8 @@ def restore_generator_for_export(workdir):
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{workdir} is not a training run (no config.json)")
-    latest = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
+    latest = latest_usable(os.path.join(workdir, "checkpoints"), repair=False,
+                           error=FileNotFoundError)
     if latest is None:
         raise FileNotFoundError(f"{workdir} has no checkpoint")
     with open(path) as f:
@@ -84,3 +87,62 @@ def restore_generator_for_export(workdir):
     status = tf.train.Checkpoint(**{key: checkpoint_weights(generator)}).restore(latest)
     status.assert_existing_objects_matched().expect_partial()
     return generator, int(latest.rsplit("-", 1)[1])
+
+
+def _unreadable(path):
+    """Why the checkpoint at `path` (prefix) cannot be restored, or None if it can."""
+    try:
+        reader = tf.train.load_checkpoint(path)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except Exception as e:  # noqa: BLE001 - truncated, missing or corrupt files
+        return " ".join(str(e).split())[:120] or type(e).__name__
+    return None
+
+
+def latest_usable(directory, repair=True, error=ValueError):
+    """The newest restorable checkpoint in `directory` (a path prefix), or None when
+    it holds no checkpoint files at all.
+
+    The state file (`checkpoint`) is not trusted alone: when it is missing, empty,
+    garbage or names a checkpoint whose files are truncated or missing, the
+    checkpoint files themselves are searched, newest first, and the first readable
+    one is used, with a warning naming what was skipped; with `repair` the state
+    file is rewritten to list the readable ones. Unreadable files are never
+    deleted. Files but no readable checkpoint raise `error` (one line): starting
+    again from step 0 would overwrite them.
+    """
+    from absl import logging
+
+    if not os.path.isdir(directory):
+        return None
+    steps = sorted({int(name[len("ckpt-"):].split(".")[0]) for name in os.listdir(directory)
+                    if name.startswith("ckpt-") and name[len("ckpt-"):].split(".")[0].isdigit()},
+                   reverse=True)
+    if not steps:
+        return None
+    try:
+        named = tf.train.latest_checkpoint(directory)
+    except Exception:  # noqa: BLE001 - an unparsable state file
+        named = None
+    skipped, bad_steps = [], set()
+    for step in steps:
+        path = os.path.join(directory, f"ckpt-{step}")
+        why = _unreadable(path)
+        if why is None:
+            break
+        skipped.append(f"ckpt-{step} ({why})")
+        bad_steps.add(step)
+    else:
+        raise error(f"{directory} holds checkpoint files but none is readable "
+                    f"({'; '.join(skipped[:3])}); move them away or use another --workdir")
+    if skipped or named != path:
+        logging.warning("checkpoint state in %s names %s; resuming from %s, the newest readable "
+                        "checkpoint%s", directory, os.path.basename(named) if named else "nothing",
+                        os.path.basename(path),
+                        f" (skipped, kept on disk: {'; '.join(skipped)})" if skipped else "")
+        if repair:
+            readable = [os.path.join(directory, f"ckpt-{s}") for s in sorted(steps)
+                        if s <= step and s not in bad_steps]
+            tf.compat.v1.train.update_checkpoint_state(directory, path, readable)
+    return path

@@ -27,6 +27,10 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 MAX_BATCH = 1024
+# The attention signature computes every layer's dense (B, N, N_key) map (4 MiB per image
+# at 32x32 with all keys): it takes fewer images, and a bounded number of queries.
+MAX_ATTENTION_BATCH = 16
+MAX_QUERIES = 64
 
 
 class ExportError(RuntimeError):
@@ -124,7 +128,16 @@ class _ServingModule(tf.Module):
     def attention(self, z, queries, labels=None):
         checks = self._check_z(z)
         size = self.generator.image_size
-        checks += [tf.debugging.assert_equal(tf.shape(queries)[1], 2,
+        batch_cap = min(self.max_batch, MAX_ATTENTION_BATCH)
+        checks += [tf.debugging.assert_less_equal(
+                       tf.shape(z)[0], batch_cap,
+                       message=f"z: the attention signature takes at most {batch_cap} images"),
+                   tf.debugging.assert_greater(tf.shape(queries)[0], 0,
+                                               message="queries: at least one query pixel"),
+                   tf.debugging.assert_less_equal(
+                       tf.shape(queries)[0], MAX_QUERIES,
+                       message=f"queries: at most {MAX_QUERIES} query pixels"),
+                   tf.debugging.assert_equal(tf.shape(queries)[1], 2,
                                              message="queries: must have shape [Q, 2] (row, col)"),
                    tf.debugging.assert_greater_equal(queries, 0,
                                                      message=f"queries: must be in [0, {size})"),
@@ -201,6 +214,11 @@ def export_generator(generator, export_dir, name, max_batch=MAX_BATCH, source=No
         with open(os.path.join(tmp, "assets.extra.json"), "w") as f:
             json.dump({"generator": generator.get_config(), "z_dim": z_dim, "source": source},
                       f, indent=1)
+        # mkdtemp made the directory private (0700): give it the umask's permissions, so a
+        # model server running as another user can read it.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
         version_dir = os.path.join(model_dir, str(next_version(model_dir)))
         os.rename(tmp, version_dir)  # atomic; fails rather than overwrite a version
     except BaseException:

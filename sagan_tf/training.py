@@ -249,11 +249,21 @@ def run(config, strategy=None):
         os.makedirs(os.path.join(config.workdir, "samples"), exist_ok=True)
 
     checkpoint = checkpoints.make_checkpoint(gan)
+    latest = checkpoints.latest_usable(os.path.join(config.workdir, "checkpoints"), repair=chief,
+                                       error=ConfigError)
     manager = tf.train.CheckpointManager(checkpoint, os.path.join(config.workdir, "checkpoints"),
                                          max_to_keep=config.keep_checkpoints)
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        logging.info("resumed from %s at step %d", manager.latest_checkpoint, int(gan.step.numpy()))
+    if latest:
+        checkpoint.restore(latest).assert_existing_objects_matched()
+        logging.info("resumed from %s at step %d", latest, int(gan.step.numpy()))
+        # The checkpoint brings the optimizers' learning rates back; the flags win, so
+        # config.json and HParams never record one value while training uses another.
+        for name, optimizer, lr in (("lr_g", gan.g_optimizer, config.lr_g),
+                                    ("lr_d", gan.d_optimizer, config.lr_d)):
+            restored = float(np.asarray(optimizer.learning_rate))
+            if not np.isclose(restored, lr, rtol=1e-6):
+                logging.warning("--%s changed on resume: %g (checkpoint) -> %g", name, restored, lr)
+                optimizer.learning_rate.assign(lr)
     if chief:
         _write_json(os.path.join(config.workdir, "config.json"),
                     {"architecture": architecture, "flags": dataclasses.asdict(config),

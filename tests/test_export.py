@@ -83,6 +83,13 @@ def test_attention_signature(exported):
                       labels=tf.constant([], tf.int32)), r"truncation: must be in \(0, 2\]"),
     ("attention", dict(z=tf.zeros([1, 8]), labels=tf.constant([0]), queries=tf.constant([[16, 0]])),
      r"queries: must be in \[0, 16\)"),
+    # A request that OOM-killed a 4 GiB server (batch 1024 x 20,000 queries) is refused first.
+    ("attention", dict(z=tf.zeros([1024, 8]), labels=tf.zeros([1024], tf.int32),
+                       queries=tf.zeros([20000, 2], tf.int32)), "z: the attention signature takes at most 16"),
+    ("attention", dict(z=tf.zeros([1, 8]), labels=tf.constant([0]),
+                       queries=tf.zeros([65, 2], tf.int32)), "queries: at most 64 query pixels"),
+    ("attention", dict(z=tf.zeros([1, 8]), labels=tf.constant([0]),
+                       queries=tf.zeros([0, 2], tf.int32)), "queries: at least one"),
 ])
 def test_invalid_inputs_give_invalid_argument(exported, signature, kwargs, message):
     loaded = tf.saved_model.load(exported[1])
@@ -148,6 +155,9 @@ def test_versions_increase_and_writes_are_atomic(tmp_path, monkeypatch):
     first = export.export_generator(g, str(tmp_path), "m")
     second = export.export_generator(g, str(tmp_path), "m")
     assert [os.path.basename(first), os.path.basename(second)] == ["1", "2"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(first).st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's private 0700
     stamp = os.path.getmtime(os.path.join(first, "saved_model.pb"))
 
     def crash(*args, **kwargs):

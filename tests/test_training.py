@@ -317,3 +317,49 @@ def test_finished_run_is_not_exported_again_and_a_late_ema_start_warns(tmp_path,
     assert sorted(os.listdir(models)) == ["1", "2"] and more["export"].endswith("2")
     with open(os.path.join(more["export"], "assets.extra.json")) as f:
         assert json.load(f)["source"] == {"workdir": str(tmp_path / "run"), "step": 4}
+
+
+def test_an_unreadable_checkpoint_state_never_restarts_from_step_zero(tmp_path, caplog):
+    import logging
+
+    config = _config(tmp_path, steps=8, export=False, keep_checkpoints=5)
+    training.run(config)
+    ckpt = tmp_path / "run" / "checkpoints"
+    state = ckpt / "checkpoint"
+    data_files = {p.name: p.read_bytes() for p in ckpt.iterdir() if p.name != "checkpoint"}
+    for broken in (b"garbage \x00\xff not a proto", b"", None):
+        if broken is None:
+            state.unlink()
+        else:
+            state.write_bytes(broken)
+        result = training.run(dataclasses.replace(config, steps=8))
+        assert result["step"] == 8 and result["logs"] == {}  # resumed at 8: nothing to train
+        assert tf.train.latest_checkpoint(str(ckpt)).endswith("ckpt-8")  # state repaired
+    # A truncated newest checkpoint: resume from the intact older one, keep the bad files.
+    data8 = [p for p in ckpt.iterdir() if p.name.startswith("ckpt-8.data")][0]
+    data8.write_bytes(data8.read_bytes()[:10])
+    with caplog.at_level(logging.WARNING, logger="absl"):
+        result = training.run(dataclasses.replace(config, steps=4))
+    assert result["step"] == 4 and "ckpt-8 (" in caplog.text and data8.exists()
+    # Nothing readable: one line, every file still there byte for byte (but the one we cut).
+    (ckpt / "ckpt-4.index").write_bytes(b"not an index")
+    with pytest.raises(training.ConfigError, match="none is readable"):
+        training.run(config)
+    for name, content in data_files.items():
+        if name not in (data8.name, "ckpt-4.index"):
+            assert (ckpt / name).read_bytes() == content, name
+
+
+def test_learning_rates_changed_on_resume_are_applied_and_logged(tmp_path, caplog):
+    import logging
+
+    config = _config(tmp_path, steps=2, export=False)
+    training.run(config)
+    with caplog.at_level(logging.WARNING, logger="absl"):
+        result = training.run(dataclasses.replace(config, steps=4, lr_g=5e-5))
+    gan = result["gan"]
+    assert float(np.asarray(gan.g_optimizer.learning_rate)) == pytest.approx(5e-5)
+    assert float(np.asarray(gan.d_optimizer.learning_rate)) == pytest.approx(config.lr_d)
+    assert "--lr_g changed on resume: 0.0001 (checkpoint) -> 5e-05" in caplog.text
+    with open(tmp_path / "run" / "config.json") as f:
+        assert json.load(f)["flags"]["lr_g"] == 5e-5
