@@ -146,3 +146,37 @@ def latest_usable(directory, repair=True, error=ValueError):
                         if s <= step and s not in bad_steps]
             tf.compat.v1.train.update_checkpoint_state(directory, path, readable)
     return path
+
+
+class WorkdirLock:
+    """An exclusive lock on a workdir (`<workdir>/.lock`, `fcntl.flock`), held while a
+    run trains there, so two trainers never overwrite each other's checkpoints.
+    The kernel releases it when the process ends, however it ends: a lock is
+    never stale. The file names the holder (pid and host) for the error message."""
+
+    def __init__(self, workdir, error=RuntimeError):
+        import fcntl
+        import socket
+
+        os.makedirs(workdir, exist_ok=True)
+        self.path = os.path.join(workdir, ".lock")
+        self._file = open(self.path, "a+")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._file.seek(0)
+            holder = self._file.read().strip() or "another process"
+            self._file.close()
+            raise error(f"workdir {workdir} is in use by {holder}; wait for it to finish or "
+                        "use another --workdir") from None
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        self._file.flush()
+
+    def release(self):
+        import fcntl
+
+        if not self._file.closed:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()

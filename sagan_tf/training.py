@@ -244,8 +244,19 @@ def run(config, strategy=None):
         gan = build_gan(config, num_classes)
     architecture = checkpoints.architecture(gan)
     chief = strategy.extended.should_checkpoint
+    lock = None
     if chief:  # other workers of a multi-worker run leave the workdir to the chief
         checkpoints.check_workdir(config.workdir, architecture, ConfigError)
+        lock = checkpoints.WorkdirLock(config.workdir, ConfigError)
+    try:
+        return _run_locked(config, strategy, gan, info, num_classes, architecture, chief)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_locked(config, strategy, gan, info, num_classes, architecture, chief):
+    if chief:
         os.makedirs(os.path.join(config.workdir, "samples"), exist_ok=True)
 
     checkpoint = checkpoints.make_checkpoint(gan)

@@ -363,3 +363,17 @@ def test_learning_rates_changed_on_resume_are_applied_and_logged(tmp_path, caplo
     assert "--lr_g changed on resume: 0.0001 (checkpoint) -> 5e-05" in caplog.text
     with open(tmp_path / "run" / "config.json") as f:
         assert json.load(f)["flags"]["lr_g"] == 5e-5
+
+
+def test_a_workdir_in_use_is_refused_with_its_holder(tmp_path):
+    config = _config(tmp_path, steps=2, export=False)
+    holder = checkpoints.WorkdirLock(config.workdir)
+    try:
+        with pytest.raises(training.ConfigError, match=r"is in use by pid \d+ on "):
+            training.run(config)
+        assert not os.path.exists(os.path.join(config.workdir, "checkpoints"))
+    finally:
+        holder.release()
+    assert training.run(config)["step"] == 2  # released: the run proceeds
+    # The run released its own lock too.
+    checkpoints.WorkdirLock(config.workdir).release()
