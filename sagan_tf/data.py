@@ -166,13 +166,22 @@ _FOLDER_CACHE = {}
 
 
 def _probe(path):
-    """(ok, width, height) of an image file, from a full decode with PIL."""
+    """(ok, width, height) of an image file, decoded by the decoder training uses.
+
+    PIL reads more than TensorFlow does: a TIFF named .png, or a 1-bit BMP, pass
+    PIL and crash training at the step that reads them. Palette BMPs decode in
+    TensorFlow, but as grayscale palette indices, so they are refused too.
+    """
     from PIL import Image
 
     try:
         with Image.open(path) as image:
             image.load()
-            return True, image.size[0], image.size[1]
+            if image.format == "BMP" and image.mode in ("P", "1"):
+                return False, 0, 0  # TensorFlow would misread (palette) or fail (1-bit)
+        decoded = _decode_any(tf.io.read_file(path))
+        height, width = int(decoded.shape[0]), int(decoded.shape[1])
+        return decoded.shape[-1] == 3 and height > 0 and width > 0, width, height
     except Exception:  # noqa: BLE001 - any decoder failure means unreadable
         return False, 0, 0
 
@@ -201,7 +210,9 @@ def scan_folder(root, image_size, folder_labels=False):
     small = sum(ok and min(w, h) < image_size for ok, w, h in probes)
     if bad:
         names = ", ".join(os.path.relpath(p, root) for p in bad[:5])
-        logging.warning("skipped %d unreadable or corrupt image(s) in %s: %s%s", len(bad), root,
+        logging.warning("skipped %d image(s) in %s that are corrupt or that TensorFlow's decoder "
+                        "cannot read as RGB (palette or 1-bit BMP, a format its name hides): %s%s",
+                        len(bad), root,
                         names, " ..." if len(bad) > 5 else "")
     if small:
         logging.warning("%d image(s) in %s are smaller than %d px and will be upscaled",

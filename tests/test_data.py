@@ -160,6 +160,33 @@ def image_folder(tmp_path):
     return root
 
 
+def test_folder_skips_what_tensorflow_cannot_decode(tmp_path, caplog):
+    """Files PIL reads but training's decoder does not (a TIFF named .png, a 1-bit BMP)
+    or misreads (a palette BMP) are skipped and counted at the scan, so training
+    never meets them."""
+    from PIL import Image
+
+    root = tmp_path / "odd"
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        _write(str(root / f"good{i}.png"), rng.integers(0, 255, (40, 40, 3), dtype=np.uint8), "PNG")
+    Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(root / "tiff.png",
+                                                                             format="TIFF")
+    Image.fromarray(rng.integers(0, 2, (40, 40), dtype=np.uint8) * 255).convert("1").save(
+        root / "onebit.bmp")
+    Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).convert(
+        "P", palette=Image.Palette.ADAPTIVE).save(root / "palette.bmp")
+    data._FOLDER_CACHE.clear()
+    caplog.set_level(logging.WARNING)
+    spec = data.DataSpec(f"folder:{root}", 32, 3)
+    assert data.describe(spec).num_examples == 3
+    assert "skipped 3 image(s)" in caplog.text
+    for name in ("tiff.png", "onebit.bmp", "palette.bmp"):
+        assert name in caplog.text
+    images, _ = next(iter(data.input_fn(spec, 3, repeat=False)))
+    assert images.shape == (3, 32, 32, 3)
+
+
 def test_folder_skips_corrupt_counts_tiny_and_reads_every_format(image_folder, caplog):
     data._FOLDER_CACHE.clear()
     caplog.set_level(logging.WARNING)
@@ -167,7 +194,7 @@ def test_folder_skips_corrupt_counts_tiny_and_reads_every_format(image_folder, c
     info = data.describe(spec)
     assert info.num_examples == 9 and info.num_classes == 2
     text = caplog.text
-    assert "skipped 2 unreadable or corrupt image(s)" in text
+    assert "skipped 2 image(s)" in text
     assert "corrupt.jpg" in text and "empty.png" in text
     assert "1 image(s)" in text and "upscaled" in text
     images, labels = next(iter(data.input_fn(spec, 9, repeat=False)))
