@@ -143,14 +143,16 @@ def _define_flags():
     flags.DEFINE_string("model", None, "Exported model: savedmodels/NAME or a version directory.")
     flags.DEFINE_string("dataset", "mnist5k", "Real data (as in training).")
     flags.DEFINE_string("split", None, "Real split (default: test for mnist5k, train otherwise).")
-    flags.DEFINE_integer("num_samples", 5000, "Generated samples.")
-    flags.DEFINE_integer("num_real", None, "Real samples (default: --num_samples, or the split).")
+    flags.DEFINE_integer("num_samples", 5000, "Generated samples.", lower_bound=10)
+    flags.DEFINE_integer("num_real", None, "Real samples (default: --num_samples, or the split).",
+                         lower_bound=4)
     flags.DEFINE_enum("backbone", "classifier", list(backbones.BACKBONES), "Feature network.")
     flags.DEFINE_string("inception_graph", None, "Path of classify_image_graph_def.pb.")
     flags.DEFINE_string("keras_inception_weights", "imagenet", "Keras InceptionV3 weights.")
-    flags.DEFINE_float("truncation", 2.0, "Truncation of z.")
-    flags.DEFINE_integer("batch_size", 100, "Batch size.")
-    flags.DEFINE_integer("seed", 0, "Sampling seed.")
+    flags.DEFINE_float("truncation", 2.0, "Truncation of z, in (0, 2].", lower_bound=1e-3,
+                       upper_bound=2.0)
+    flags.DEFINE_integer("batch_size", 100, "Batch size.", lower_bound=1, upper_bound=1024)
+    flags.DEFINE_integer("seed", 0, "Sampling seed.", lower_bound=0, upper_bound=2**31 - 1)
     flags.DEFINE_string("data_dir", None, "TFDS data directory.")
 
 

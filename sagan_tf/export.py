@@ -160,6 +160,12 @@ class _ServingModule(tf.Module):
         return out
 
 
+def check_name(name):
+    """A model name is one directory level under the export dir: no separators, no '..'."""
+    if not name or name in (".", "..") or "/" in name or os.sep in name:
+        raise ExportError(f"model name {name!r} must be a plain directory name (no '/' or '..')")
+
+
 def latest_export(export_dir, name):
     """(path, metadata) of the newest version of `export_dir/name`, or None; metadata
     is its `assets.extra.json` (generator config, z_dim, source)."""
@@ -178,6 +184,10 @@ def latest_export(export_dir, name):
 def export_generator(generator, export_dir, name, max_batch=MAX_BATCH, source=None):
     """Writes `export_dir/name/VERSION/` and returns its path. `source` (e.g. the
     run's workdir and step) is recorded in the version's `assets.extra.json`."""
+    check_name(name)
+    if int(max_batch) < 1:
+        raise ExportError(f"max_batch must be >= 1 (a model that refuses every request); "
+                          f"got {max_batch}")
     model_dir = os.path.join(export_dir, name)
     try:
         os.makedirs(model_dir, exist_ok=True)
@@ -235,7 +245,8 @@ def _define_flags():
     flags.DEFINE_string("workdir", None, "Training run directory holding config.json and checkpoints.")
     flags.DEFINE_string("name", None, "Model name under --export_dir (default: the workdir's name).")
     flags.DEFINE_string("export_dir", "savedmodels", "Base directory of exported models.")
-    flags.DEFINE_integer("max_batch", MAX_BATCH, "Largest batch (z rows or num) a request may ask for.")
+    flags.DEFINE_integer("max_batch", MAX_BATCH, "Largest batch (z rows or num) a request may "
+                         "ask for.", lower_bound=1, upper_bound=65536)
 
 
 def export_workdir(workdir, export_dir="savedmodels", name=None, max_batch=MAX_BATCH):

@@ -26,15 +26,16 @@ FLAGS = flags.FLAGS
 def _define_flags():
     flags.DEFINE_string("model", None, "savedmodels/NAME (latest version) or a version directory.")
     flags.DEFINE_integer("version", None, "Version to load (default: the highest).")
-    flags.DEFINE_integer("num", 64, "Images in the grid.")
-    flags.DEFINE_string("out", "samples.png", "Output PNG path.")
+    flags.DEFINE_integer("num", 64, "Images in the grid.", lower_bound=1, upper_bound=1024)
+    flags.DEFINE_string("out", "samples.png", "Output PNG path (.png).")
     flags.DEFINE_float("truncation", 2.0, "Truncate z to [-t, t], t in (0, 2]; smaller = safer, "
                        "less varied samples (the default 2 barely truncates).")
     flags.DEFINE_list("labels", None, "Class labels for conditional models: one row per listed "
                       "class, --num // len(labels) images each (at least 1).")
-    flags.DEFINE_integer("interpolate", 0, "If > 0: rows of STEPS images interpolating between two latents.")
-    flags.DEFINE_integer("rows", 8, "Interpolation rows.")
-    flags.DEFINE_integer("seed", 0, "Random seed.")
+    flags.DEFINE_integer("interpolate", 0, "If > 0: rows of STEPS images interpolating between "
+                         "two latents.", lower_bound=0, upper_bound=64)
+    flags.DEFINE_integer("rows", 8, "Interpolation rows.", lower_bound=1, upper_bound=64)
+    flags.DEFINE_integer("seed", 0, "Random seed.", lower_bound=0, upper_bound=2**63 - 1)
 
 class GenerateError(RuntimeError):
     pass
@@ -150,6 +151,10 @@ def main(argv):
                                   FLAGS.truncation)
         else:
             image = grid(loaded, FLAGS.num, FLAGS.truncation, FLAGS.labels, FLAGS.seed)
+        if not FLAGS.out.lower().endswith(".png") or os.path.isdir(FLAGS.out):
+            raise GenerateError(f"--out must be a .png file path; got {FLAGS.out!r}")
+        if not 0 < FLAGS.truncation <= 2:
+            raise GenerateError(f"--truncation must be in (0, 2]; got {FLAGS.truncation}")
         out_dir = os.path.dirname(os.path.abspath(FLAGS.out))
         if not os.path.isdir(out_dir) or not os.access(out_dir, os.W_OK):
             raise GenerateError(f"cannot write {FLAGS.out}: directory {out_dir} is missing or not writable")

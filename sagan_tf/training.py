@@ -130,6 +130,22 @@ class TrainConfig:
             bad(f"--max_minutes must be >= 0; got {self.max_minutes}")
         if self.channels not in (1, 3):
             bad(f"--channels must be 1 or 3; got {self.channels}")
+        if self.crop is not None and self.crop < 1:
+            bad(f"--crop must be >= 1; got {self.crop}")
+        if self.export:
+            from sagan_tf import export
+
+            try:
+                export.check_name(self.export_name or os.path.basename(
+                    os.path.normpath(self.workdir)))
+            except export.ExportError as e:
+                bad(f"--export_name: {e}")
+            existing = self.export_dir
+            while existing and not os.path.exists(existing):
+                existing = os.path.dirname(existing)
+            if (existing and not os.path.isdir(existing)) or not os.access(existing or ".",
+                                                                           os.W_OK):
+                bad(f"--export_dir={self.export_dir} cannot be written (checked before training)")
         # Architecture arguments are checked by building the models' constructors.
         try:
             g_kwargs, d_kwargs = self.model_kwargs(num_classes=0)

@@ -229,8 +229,14 @@ def _train_cli(*args, **kwargs):
     (["--dataset=cifar10", "--eval_every=10"], "classifier.*fits --dataset=mnist5k only"),
     (["--strategy=mirrored", "--num_cpu_devices=2", "--batch_size=7"],
      "batch size 7 must be a positive multiple of the number of replicas"),
+    (["--augment=translation,flip"], "--augment: unknown augmentation 'flip'"),
+    (["--crop=-5"], "--crop must be >= 1"),
+    (["--export_name=../../x"], "--export_name: model name '../../x' must be a plain"),
+    (["--export_dir={tmp}/a_file/models"], "--export_dir=.* cannot be written"),
 ])
 def test_bad_flags_exit_with_one_line(tmp_path, args, message):
+    (tmp_path / "a_file").write_text("not a directory")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     proc = _train_cli(f"--workdir={tmp_path / 'run'}", *args)
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
