@@ -219,12 +219,21 @@ def test_export_and_generate_commands(tmp_path):
          r"^error: labels: must be in \[0, 10\)$"),
         ("sagan_tf.generate", [f"--model={tmp_path / 'sm' / 'run'}", "--labels=a,b"],
          "--labels must be comma-separated integers; got 'a'"),
+        ("sagan_tf.generate", [f"--model={tmp_path / 'sm' / 'run'}", f"--out={tmp_path}/x.jpg"],
+         "--out must be a .png file path"),
+        ("sagan_tf.export", [f"--workdir={tmp_path / 'run'}", "--name=../../x",
+                             f"--export_dir={tmp_path / 'sm'}"], "must be a plain directory name"),
     ]:
         proc = _cli(module, *args)
         assert proc.returncode != 0
         last = proc.stderr.strip().splitlines()[-1]
         assert last.startswith("error:") and __import__("re").search(message, last), last
         assert "{{" not in last  # no function-node prefix from the graph
+    # Out-of-range numbers are refused by the flag parser (no int32 wrap-around).
+    proc = _cli("sagan_tf.generate", f"--model={tmp_path / 'sm' / 'run'}", "--num=4294967300")
+    assert proc.returncode != 0
+    assert "flag --num=4294967300: Outside bounds" in proc.stderr.replace("\n", " ") or \
+        "--num=4294967300" in proc.stderr
 
 
 def test_truncated_latents_stay_inside_the_truncation():
