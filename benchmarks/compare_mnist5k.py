@@ -27,12 +27,14 @@ FLAGFILE = os.path.join(ROOT, "flags", "mnist5k_32.flags")
 
 # Attention placements of dcgan_32: G's feature maps are 4, 8 and 16 px, D's 16, 8 and 4 px.
 VARIANTS = {
+    # A plain DCGAN: no attention, no spectral norm, batch norm in D (the seeds' comparison).
     "baseline": ["--preset=baseline_32", "--g_attention=", "--d_attention="],
+    # SAGAN's twin without attention: spectral norm, hinge, the same G and D otherwise.
     "no_attention": ["--g_attention=", "--d_attention="],
-    "sagan": [],  # the flag file's placement
-    "paper_16": ["--g_attention=16", "--d_attention=16", "--attention_variant=paper"],
-    "official_16": ["--g_attention=16", "--d_attention=16", "--attention_variant=official"],
+    "sagan": [],  # the flag file: the official attention block at 16x16 in G and D
+    "paper_16": ["--attention_variant=paper"],  # the paper's block, same place
     "paper_8_16": ["--g_attention=8,16", "--d_attention=16,8", "--attention_variant=paper"],
+    # dcgan_32's default placement, the paper's block
     "previous": ["--g_attention=8,16", "--d_attention=8,4", "--attention_variant=paper"],
 }
 METRICS = ("fid", "kid", "precision", "recall", "class_accuracy", "img_per_s", "steps")
@@ -85,7 +87,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", default="baseline,no_attention,sagan")
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--steps", type=int, default=2500)
     parser.add_argument("--minutes", type=float, default=0.0,
                         help="equal wall time: stop every run after this many minutes "
                              "(--steps is then an upper bound)")
