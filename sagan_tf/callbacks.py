@@ -26,6 +26,10 @@ class NonFiniteLossError(RuntimeError):
     """Training produced a NaN or Inf loss (or weight)."""
 
 
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (disk full, read-only); reported as one line."""
+
+
 def _step(model):
     return int(model.step.numpy())
 
@@ -58,7 +62,26 @@ class CheckpointSaver(keras.callbacks.Callback):
         if not all(np.isfinite(np.asarray(w)).all() for w in weights):
             raise NonFiniteLossError(f"non-finite weights at step {step}; training stopped, "
                                      "the last checkpoint is kept as it was")
-        self.manager.save(checkpoint_number=step)
+        try:
+            self.manager.save(checkpoint_number=step)
+        except (OSError, tf.errors.OpError) as e:
+            from sagan_tf.checkpoints import remove_partial_checkpoint
+            from sagan_tf.export import free_space
+
+            remove_partial_checkpoint(self.manager.directory, step)
+            message = getattr(e, "strerror", None) or getattr(e, "message", None) or str(e)
+            raise CheckpointWriteError(
+                f"cannot write checkpoint ckpt-{step} in {self.manager.directory}: "
+                f"{' '.join(str(message).split())[:160]} ({free_space(self.manager.directory)}; "
+                f"the checkpoint needs about {self.size_mb()} MiB); training stopped, the last "
+                "checkpoint is kept as it was") from None
+
+    def size_mb(self):
+        weights = (self.model.generator.weights + self.model.discriminator.weights
+                   + list(self.model.g_optimizer.variables) + list(self.model.d_optimizer.variables))
+        if self.model.ema_generator is not None:
+            weights += self.model.ema_generator.weights
+        return max(1, sum(int(np.prod(w.shape)) * 4 for w in weights) // 2**20)
 
     def on_train_batch_end(self, batch, logs=None):
         if _step(self.model) % self.every == 0:

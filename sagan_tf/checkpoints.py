@@ -44,6 +44,19 @@ def architecture(gan):
             "ema": gan.ema_generator is not None}
 
 
+def read_config(path, error=ValueError):
+    """A workdir's config.json; a file that is not one raises `error` naming it."""
+    try:
+        with open(path) as f:
+            config = json.load(f)
+        config["architecture"]["generator"], config["architecture"]["ema"]
+        return config
+    except (ValueError, KeyError, TypeError) as e:
+        raise error(f"{path} is not a readable sagan_tf config.json ({type(e).__name__}: "
+                    f"{' '.join(str(e).split())[:80]}); restore it or use another --workdir"
+                    ) from None
+
+
 def check_workdir(workdir, architecture, error=ValueError):
     """Raises `error` when `workdir` holds a checkpoint of another architecture
     (or a checkpoint without the config.json that says which)."""
@@ -51,9 +64,17 @@ def check_workdir(workdir, architecture, error=ValueError):
     directory = os.path.join(workdir, "checkpoints")
     has_checkpoint = os.path.isdir(directory) and any(
         name.startswith("ckpt-") for name in os.listdir(directory))
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise error(f"workdir {workdir} is a file, not a directory")
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        with open(os.path.join(workdir, ".write_test"), "w"):
+            pass
+        os.remove(os.path.join(workdir, ".write_test"))
+    except OSError as e:
+        raise error(f"workdir {workdir} cannot be written: {e.strerror or e}") from None
     if os.path.exists(path):
-        with open(path) as f:
-            saved = json.load(f)["architecture"]
+        saved = read_config(path, error)["architecture"]
         ours = json.loads(json.dumps(architecture))
         if saved != ours:
             diffs = [f"{net}.{k}: {saved[net].get(k)} != {ours[net].get(k)}"
@@ -78,8 +99,7 @@ def restore_generator_for_export(workdir):
                            error=FileNotFoundError)
     if latest is None:
         raise FileNotFoundError(f"{workdir} has no checkpoint")
-    with open(path) as f:
-        architecture = json.load(f)["architecture"]
+    architecture = read_config(path)["architecture"]
     config = architecture["generator"]
     generator = Generator.from_config(config)
     generator.build()
@@ -180,3 +200,36 @@ class WorkdirLock:
         if not self._file.closed:
             fcntl.flock(self._file, fcntl.LOCK_UN)
             self._file.close()
+
+
+def remove_partial_checkpoint(directory, step):
+    """Removes what an interrupted save of ckpt-`step` left: TF's `ckpt-N_temp*`
+    directory and that step's files when the state file does not list them."""
+    import shutil
+
+    if not os.path.isdir(directory):
+        return
+    try:
+        state = tf.train.get_checkpoint_state(directory)
+        listed = set(state.all_model_checkpoint_paths) if state else set()
+    except Exception:  # noqa: BLE001 - an unreadable state lists nothing
+        listed = set()
+    prefix = f"ckpt-{step}"
+    for name in os.listdir(directory):
+        path = os.path.join(directory, name)
+        if name.startswith(prefix + "_temp"):
+            shutil.rmtree(path, ignore_errors=True)
+        elif (name.startswith(prefix + ".") and os.path.join(directory, prefix) not in listed
+              and path.rsplit(".", 1)[0] not in listed):
+            os.remove(path)
+
+
+def remove_stale_temporaries(directory):
+    """Removes `ckpt-*_temp*` directories a killed save left (the workdir lock rules
+    out a save running now)."""
+    import shutil
+
+    if os.path.isdir(directory):
+        for name in os.listdir(directory):
+            if name.startswith("ckpt-") and "_temp" in name:
+                shutil.rmtree(os.path.join(directory, name), ignore_errors=True)

@@ -120,7 +120,14 @@ def _num_logits(backbone):
 
 def savedmodel_sampler(path, truncation=2.0, seed=0):
     """sample_fn of an exported model's `generate` signature (uint8 -> [-1, 1])."""
-    loaded = tf.saved_model.load(path)
+    from sagan_tf.generate import GenerateError
+
+    try:
+        loaded = tf.saved_model.load(path)
+    except (OSError, ValueError, tf.errors.OpError) as e:
+        message = getattr(e, "message", None) or str(e)
+        raise GenerateError(f"cannot load the SavedModel at {path}: "
+                            f"{' '.join(message.split())[:200]}") from None
     generate = loaded.signatures["generate"]
     num_classes = int(loaded.num_classes.numpy())
 

@@ -191,6 +191,7 @@ def export_generator(generator, export_dir, name, max_batch=MAX_BATCH, source=No
     model_dir = os.path.join(export_dir, name)
     try:
         os.makedirs(model_dir, exist_ok=True)
+        remove_stale_temporaries(model_dir)
         tmp = tempfile.mkdtemp(prefix=".tmp-", dir=model_dir)
     except OSError as e:
         raise ExportError(f"cannot write to {model_dir}: {e.strerror}") from None
@@ -229,12 +230,48 @@ def export_generator(generator, export_dir, name, max_batch=MAX_BATCH, source=No
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)
-        version_dir = os.path.join(model_dir, str(next_version(model_dir)))
-        os.rename(tmp, version_dir)  # atomic; fails rather than overwrite a version
+        for _ in range(100):  # another export may take the same number: take the next one
+            version_dir = os.path.join(model_dir, str(next_version(model_dir)))
+            try:
+                os.rename(tmp, version_dir)  # atomic; fails rather than overwrite a version
+                break
+            except OSError:
+                if not os.path.isdir(version_dir):
+                    raise
+        else:
+            raise ExportError(f"could not claim a new version number under {model_dir}")
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ExportError(f"cannot write the SavedModel under {model_dir}: "
+                          f"{e.strerror or e} ({free_space(model_dir)})") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return version_dir
+
+
+STALE_SECONDS = 3600
+
+
+def remove_stale_temporaries(model_dir, older_than=STALE_SECONDS):
+    """Removes `.tmp-*` directories a killed export left (an export takes seconds;
+    younger ones may belong to an export running now)."""
+    import time
+
+    for name in os.listdir(model_dir):
+        path = os.path.join(model_dir, name)
+        if name.startswith(".tmp-") and time.time() - os.path.getmtime(path) > older_than:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def free_space(path):
+    """`'N MiB free on the disk of PATH'`, for disk-full messages."""
+    while path and not os.path.exists(path):
+        path = os.path.dirname(path)
+    try:
+        return f"{shutil.disk_usage(path or '.').free // 2**20} MiB free on its disk"
+    except OSError:
+        return "free space unknown"
 
 
 # ---------------------------------------------------------------------- CLI

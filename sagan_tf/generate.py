@@ -144,8 +144,10 @@ def main(argv):
         path = resolve_model_dir(FLAGS.model, FLAGS.version)
         try:
             loaded = tf.saved_model.load(path)
-        except (OSError, ValueError) as e:
-            raise GenerateError(f"cannot load the SavedModel at {path}: {e}") from None
+        except (OSError, ValueError, tf.errors.OpError) as e:
+            message = getattr(e, "message", None) or str(e)
+            raise GenerateError(f"cannot load the SavedModel at {path}: "
+                                f"{' '.join(message.split())[:200]}") from None
         if FLAGS.interpolate > 0:
             image = interpolation(loaded, FLAGS.interpolate, FLAGS.rows, FLAGS.labels, FLAGS.seed,
                                   FLAGS.truncation)

@@ -112,6 +112,7 @@ def main(argv):
         config = config_from_flags()
         result = training.run(config)
     except (training.ConfigError, data.DataError, callbacks.NonFiniteLossError,
+            callbacks.CheckpointWriteError,
             export.ExportError, backbones.BackboneError) as e:
         sys.exit(f"error: {e}")
     evaluation = result["logs"].get("evaluation")

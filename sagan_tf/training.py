@@ -187,10 +187,33 @@ class TrainConfig:
 
 
 # ---------------------------------------------------------------------- pieces
+def check_tf_config(text):
+    """Raises ConfigError (one line) unless `text` is a usable TF_CONFIG for workers."""
+    if not text:
+        raise ConfigError("--strategy=multi_worker needs the TF_CONFIG environment variable")
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise ConfigError(f"TF_CONFIG is not valid JSON ({e})") from None
+    if not isinstance(value, dict):
+        raise ConfigError("TF_CONFIG must be a JSON object with 'cluster' and 'task'")
+    workers = value.get("cluster", {}).get("worker") if isinstance(value.get("cluster"), dict) \
+        else None
+    task = value.get("task")
+    if not isinstance(workers, list) or not workers:
+        raise ConfigError("TF_CONFIG has no cluster.worker list of host:port addresses")
+    if not isinstance(task, dict) or task.get("type") not in ("worker", "chief"):
+        raise ConfigError("TF_CONFIG has no task {\"type\": \"worker\", \"index\": N}")
+    index = task.get("index")
+    if not isinstance(index, int) or not 0 <= index < len(workers):
+        raise ConfigError(f"TF_CONFIG task index {index!r} is not in [0, {len(workers)})")
+
+
 def make_strategy(name, num_cpu_devices=0):
     """`auto`: MirroredStrategy over all local GPUs (or the CPU's logical devices
     when `num_cpu_devices` > 1), else the default single-device strategy."""
     if name == "multi_worker":  # must come before anything initializes the TF runtime
+        check_tf_config(os.environ.get("TF_CONFIG"))
         return tf.distribute.MultiWorkerMirroredStrategy()
     if num_cpu_devices > 1:
         cpus = tf.config.list_physical_devices("CPU")
@@ -274,6 +297,7 @@ def run(config, strategy=None):
 def _run_locked(config, strategy, gan, info, num_classes, architecture, chief):
     if chief:
         os.makedirs(os.path.join(config.workdir, "samples"), exist_ok=True)
+        checkpoints.remove_stale_temporaries(os.path.join(config.workdir, "checkpoints"))
 
     checkpoint = checkpoints.make_checkpoint(gan)
     latest = checkpoints.latest_usable(os.path.join(config.workdir, "checkpoints"), repair=chief,

@@ -245,3 +245,46 @@ def test_truncated_latents_stay_inside_the_truncation():
         tf.errors.InvalidArgumentError(None, None, "{{function_node __inference_x}} assertion "
                                        "failed: [z: must be finite] [Condition x]")) == \
         "z: must be finite"
+
+
+def test_concurrent_exports_take_distinct_versions_and_stale_temporaries_go(tmp_path,
+                                                                           monkeypatch):
+    g = _generator()
+    model_dir = tmp_path / "m"
+    model_dir.mkdir()
+    stale = model_dir / ".tmp-killed"
+    stale.mkdir()
+    os.utime(stale, (0, 0))  # old: a killed export's leftover
+    fresh = model_dir / ".tmp-running"
+    fresh.mkdir()  # young: may be an export running now, kept
+    real_next = export.next_version
+    calls = []
+
+    def racing_next_version(path):
+        # The first time, another export claims our number between our choice and rename.
+        version = real_next(path)
+        if not calls:
+            calls.append(version)
+            (model_dir / str(version)).mkdir()
+            (model_dir / str(version) / "saved_model.pb").write_bytes(b"the other export")
+        return version
+
+    monkeypatch.setattr(export, "next_version", racing_next_version)
+    path = export.export_generator(g, str(tmp_path), "m")
+    assert os.path.basename(path) == "2"
+    assert (model_dir / "1" / "saved_model.pb").read_bytes() == b"the other export"
+    assert not stale.exists() and fresh.exists()
+    assert not [n for n in os.listdir(model_dir) if n.startswith(".tmp-") and n != ".tmp-running"]
+
+
+def test_truncated_savedmodel_variables_give_one_line(tmp_path):
+    path = export.export_generator(_generator(), str(tmp_path), "m")
+    variables = os.path.join(path, "variables", "variables.data-00000-of-00001")
+    with open(variables, "r+b") as f:
+        f.truncate(16)
+    for module in ("sagan_tf.generate", "sagan_tf.evaluate"):
+        proc = _cli(module, f"--model={path}", f"--out={tmp_path / 'x.png'}") \
+            if module == "sagan_tf.generate" else _cli(module, f"--model={path}", "--num_samples=20")
+        assert proc.returncode != 0
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"error: cannot load the SavedModel at {path}"), last

@@ -164,3 +164,31 @@ def test_mixed_bfloat16_keeps_sigma_in_float32():
     w_sn = np.asarray(layer.normalized_kernel())
     assert w_sn.dtype == np.float32
     np.testing.assert_allclose(_top_singular_value(w_sn.astype(np.float64)), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("flatten", ["output", "input"])
+def test_conv_transpose_flattening_axis_against_numpy(flatten):
+    """`output`: the (kh*kw*in, out) matrix (PyTorch's spectral_norm, dim=1); `input`:
+    heykeetae's SAGAN, whose ConvTranspose2d weight (in, out, kh, kw) is viewed as
+    (in, out*kh*kw). The two sigmas differ; each matches its NumPy reference."""
+    keras.utils.set_random_seed(3)
+    layer = SpectralNormalization(keras.layers.Conv2DTranspose(5, 4, strides=2, padding="same"),
+                                  power_iterations=300, transpose_flatten=flatten)
+    layer(np.random.rand(2, 4, 4, 3).astype("float32"), training=True)
+    kernel = np.asarray(layer.raw_kernel, np.float64)  # (kh, kw, out, in)
+    torch_layout = np.transpose(kernel, (3, 2, 0, 1))  # (in, out, kh, kw)
+    if flatten == "input":
+        expected = _top_singular_value(torch_layout.reshape(3, -1))  # rows = in_channels
+        assert layer.u.shape == (3,)
+    else:
+        expected = _top_singular_value(np.transpose(torch_layout, (1, 0, 2, 3)).reshape(5, -1))
+        assert layer.u.shape == (5,)
+    w_sn = np.asarray(layer.normalized_kernel(training=False))
+    sigma = np.abs(kernel).max() / np.abs(w_sn).max()
+    np.testing.assert_allclose(sigma, expected, rtol=1e-5)
+    other = (_top_singular_value(np.transpose(torch_layout, (1, 0, 2, 3)).reshape(5, -1))
+             if flatten == "input" else _top_singular_value(torch_layout.reshape(3, -1)))
+    assert abs(other - sigma) > 1e-3
+    assert SpectralNormalization.from_config(layer.get_config()).transpose_flatten == flatten
+    with pytest.raises(ValueError, match="applies to Conv2DTranspose only"):
+        SpectralNormalization(keras.layers.Dense(3), transpose_flatten="input")

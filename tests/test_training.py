@@ -383,3 +383,59 @@ def test_a_workdir_in_use_is_refused_with_its_holder(tmp_path):
     assert training.run(config)["step"] == 2  # released: the run proceeds
     # The run released its own lock too.
     checkpoints.WorkdirLock(config.workdir).release()
+
+
+def test_disk_full_during_a_checkpoint_is_one_line_and_leaves_nothing_partial(tmp_path,
+                                                                              monkeypatch):
+    config = _config(tmp_path, steps=4, export=False, checkpoint_every=4)
+    training.run(config)
+    ckpt = tmp_path / "run" / "checkpoints"
+    before = {p.name: p.read_bytes() for p in ckpt.iterdir()}
+    (ckpt / "ckpt-3_temp").mkdir()  # what a SIGKILL during a save leaves: removed at start
+    original = tf.train.CheckpointManager.save
+
+    def full_disk(self, checkpoint_number=None, **kwargs):
+        (ckpt / f"ckpt-{checkpoint_number}.data-00000-of-00001").write_bytes(b"half")
+        (ckpt / f"ckpt-{checkpoint_number}_temp").mkdir()
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", full_disk)
+    with pytest.raises(callbacks.CheckpointWriteError,
+                       match=r"cannot write checkpoint ckpt-8 in .*No space left on device "
+                             r"\(\d+ MiB free on its disk; the checkpoint needs about \d+ MiB\)"):
+        training.run(dataclasses.replace(config, steps=8))
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", original)
+    assert {p.name: p.read_bytes() for p in ckpt.iterdir()} == before
+
+
+def test_workdir_tf_config_and_config_json_errors_are_one_line(tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(training.ConfigError, match="is a file, not a directory"):
+        training.run(_config(tmp_path, workdir=str(tmp_path / "a_file"), steps=1))
+    config = _config(tmp_path, steps=2, export=False)
+    training.run(config)
+    config_json = tmp_path / "run" / "config.json"
+    config_json.write_text("{ not json")
+    with pytest.raises(training.ConfigError, match=r"config.json is not a readable sagan_tf "
+                                                   r"config.json \(JSONDecodeError"):
+        training.run(config)
+    for text, message in [
+        (None, "needs the TF_CONFIG environment variable"),
+        ("{bad json", "TF_CONFIG is not valid JSON"),
+        ('{"cluster": {"worker": ["localhost:1"]}}', "TF_CONFIG has no task"),
+        ('{"task": {"type": "worker", "index": 0}}', "no cluster.worker list"),
+        ('{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 3}}',
+         r"task index 3 is not in \[0, 1\)"),
+    ]:
+        with pytest.raises(training.ConfigError, match=message):
+            training.check_tf_config(text)
+
+
+def test_a_folder_smaller_than_a_batch_is_one_line(tmp_path):
+    from PIL import Image
+
+    for i in range(3):
+        Image.fromarray(np.full((40, 40, 3), 60 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    data._FOLDER_CACHE.clear()
+    with pytest.raises(data.DataError, match="has 3 examples, fewer than one batch"):
+        training.run(_config(tmp_path, dataset=f"folder:{tmp_path}", steps=2, export=False))

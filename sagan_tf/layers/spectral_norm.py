@@ -23,7 +23,12 @@ class SpectralNormalization(keras.layers.Wrapper):
     The kernel is viewed as a matrix of shape `(-1, output_channels)`: Dense
     `(in, out)`, Conv `(kh, kw, in, out)`, Conv2DTranspose `(kh, kw, out, in)`
     (output channels on axis 2, moved last first) and Embedding
-    `(input_dim, output_dim)`. `u` (one vector per layer, non-trainable, named
+    `(input_dim, output_dim)`. A Conv2DTranspose kernel can instead be
+    flattened by input channels (`transpose_flatten="input"`: the matrix
+    `(in, out * kh * kw)` up to transposition and row order, which is what
+    heykeetae's PyTorch SAGAN does with its `(in, out, kh, kw)` weights); the
+    default, `"output"`, is PyTorch's own `spectral_norm` (dim=1 for transposed
+    convolutions). The two give different sigmas. `u` (one vector per layer, non-trainable, named
     `u`) is advanced by `power_iterations` steps only when `training=True`; at
     inference the stored `u` is read and nothing changes. `u` is created with
     `aggregation="only_first_replica"`, so its assignment inside a replica
@@ -37,6 +42,9 @@ class SpectralNormalization(keras.layers.Wrapper):
         layer: a `Dense`, `Conv1D/2D/3D`, `Conv2DTranspose` or `Embedding` layer.
         power_iterations: int >= 1, power-iteration steps per training call.
         epsilon: small constant guarding the normalizations.
+        transpose_flatten: `"output"` (default) or `"input"`: which channels of
+            a Conv2DTranspose kernel stay a matrix axis (other layers take
+            `"output"` only).
         **kwargs: base layer arguments.
 
     Call arguments:
@@ -48,7 +56,8 @@ class SpectralNormalization(keras.layers.Wrapper):
         Generative Adversarial Networks", ICLR 2018, arXiv:1802.05957.
     """
 
-    def __init__(self, layer, power_iterations=1, epsilon=1e-12, **kwargs):
+    def __init__(self, layer, power_iterations=1, epsilon=1e-12, transpose_flatten="output",
+                 **kwargs):
         kwargs.setdefault("autocast", False)
         super().__init__(layer, **kwargs)
         if not isinstance(layer, _SUPPORTED):
@@ -61,8 +70,19 @@ class SpectralNormalization(keras.layers.Wrapper):
                 "SpectralNormalization: argument `power_iterations` must be >= 1; "
                 f"received {power_iterations}."
             )
+        if transpose_flatten not in ("output", "input"):
+            raise ValueError(
+                "SpectralNormalization: argument `transpose_flatten` must be 'output' or "
+                f"'input'; received {transpose_flatten!r}."
+            )
+        if transpose_flatten == "input" and not isinstance(layer, keras.layers.Conv2DTranspose):
+            raise ValueError(
+                "SpectralNormalization: argument `transpose_flatten='input'` applies to "
+                f"Conv2DTranspose only; received {type(layer).__name__}."
+            )
         self.power_iterations = int(power_iterations)
         self.epsilon = epsilon
+        self.transpose_flatten = transpose_flatten
 
     def build(self, input_shape=None):
         if not self.layer.built:
@@ -78,7 +98,9 @@ class SpectralNormalization(keras.layers.Wrapper):
                 f"`embeddings` variable ({type(self.layer).__name__})."
             )
         self._kernel_shape = tuple(kernel.shape)
-        self._transpose = isinstance(self.layer, keras.layers.Conv2DTranspose)
+        # Output channels of a Conv2DTranspose kernel (kh, kw, out, in) are on axis 2.
+        self._transpose = (isinstance(self.layer, keras.layers.Conv2DTranspose)
+                           and self.transpose_flatten == "output")
         out_dim = self._kernel_shape[-2] if self._transpose else self._kernel_shape[-1]
         self.u = self.add_weight(
             name="u",
@@ -101,7 +123,8 @@ class SpectralNormalization(keras.layers.Wrapper):
     def _kernel_matrix(self, kernel):
         if self._transpose:  # (kh, kw, out, in) -> (kh, kw, in, out)
             kernel = ops.transpose(kernel, (0, 1, 3, 2))
-        return ops.reshape(kernel, (-1, kernel.shape[-1]))  # (rows, out)
+        # (rows, out); for transpose_flatten="input": (kh * kw * out, in)
+        return ops.reshape(kernel, (-1, kernel.shape[-1]))
 
     def power_iteration(self, w_mat, u, iterations):
         """Returns (u, v, sigma) after `iterations` steps; u, v without gradient."""
@@ -166,7 +189,8 @@ class SpectralNormalization(keras.layers.Wrapper):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"power_iterations": self.power_iterations, "epsilon": self.epsilon})
+        config.update({"power_iterations": self.power_iterations, "epsilon": self.epsilon,
+                       "transpose_flatten": self.transpose_flatten})
         return config
 
 
