@@ -144,7 +144,7 @@ def main(argv):
         path = resolve_model_dir(FLAGS.model, FLAGS.version)
         try:
             loaded = tf.saved_model.load(path)
-        except (OSError, ValueError, tf.errors.OpError) as e:
+        except Exception as e:  # noqa: BLE001 - truncated or corrupt files fail in many ways
             message = getattr(e, "message", None) or str(e)
             raise GenerateError(f"cannot load the SavedModel at {path}: "
                                 f"{' '.join(message.split())[:200]}") from None

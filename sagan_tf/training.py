@@ -378,7 +378,10 @@ def _train(config, strategy, gan, manager, info, num_classes, start, remaining, 
     else:
         writer = tf.summary.create_noop_writer()
     fixed_z, fixed_labels = _fixed_latents(config, num_classes)
-    real_images, real_labels = next(iter(data.input_fn(config.data_spec(), 4, repeat=False)))
+    # A few real images for D's attention maps (a folder may hold fewer than 4).
+    preview = min(4, info.num_examples) if info.num_examples else 4
+    real_images, real_labels = next(iter(data.input_fn(config.data_spec(), preview,
+                                                       repeat=False)))
     monitor = cb.TrainingMonitor(
         writer, config.steps, config.batch_size, config.log_every, config.sample_every,
         os.path.join(config.workdir, "samples") if chief else None, fixed_z, fixed_labels,

@@ -3,6 +3,8 @@ import os
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The entry points turn oneDNN on (sagan_tf.runtime); the tests run the same kernels.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 # One cache (the mnist5k classifier backbone) for the whole session and its subprocesses.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="sagan_tf_test_cache_")
 

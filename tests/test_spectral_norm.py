@@ -156,8 +156,9 @@ def test_shared_layer_checks(tmp_path, use_bias):
 
 
 def test_mixed_bfloat16_keeps_sigma_in_float32():
+    keras.utils.set_random_seed(0)  # 50 power iterations were too few for some draws
     layer = SpectralNormalization(keras.layers.Dense(3, dtype="mixed_bfloat16"),
-                                  dtype="mixed_bfloat16", power_iterations=50)
+                                  dtype="mixed_bfloat16", power_iterations=300)
     y = layer(np.random.rand(2, 4).astype("float32"), training=True)
     assert y.dtype == "bfloat16"
     assert layer.u.dtype == "float32" and layer.raw_kernel.dtype == "float32"
