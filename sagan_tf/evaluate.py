@@ -120,14 +120,9 @@ def _num_logits(backbone):
 
 def savedmodel_sampler(path, truncation=2.0, seed=0):
     """sample_fn of an exported model's `generate` signature (uint8 -> [-1, 1])."""
-    from sagan_tf.generate import GenerateError
+    from sagan_tf.generate import load_model
 
-    try:
-        loaded = tf.saved_model.load(path)
-    except Exception as e:  # noqa: BLE001 - truncated or corrupt files fail in many ways
-        message = getattr(e, "message", None) or str(e)
-        raise GenerateError(f"cannot load the SavedModel at {path}: "
-                            f"{' '.join(message.split())[:200]}") from None
+    loaded = load_model(path)
     generate = loaded.signatures["generate"]
     num_classes = int(loaded.num_classes.numpy())
 

@@ -60,6 +60,17 @@ def resolve_model_dir(model, version=None):
     raise GenerateError(f"no SavedModel under {model} ({which})")
 
 
+def load_model(path):
+    """`tf.saved_model.load(path)`; any failure (truncated or corrupt files fail in
+    many ways) is a one-line GenerateError naming the path."""
+    try:
+        return tf.saved_model.load(path)
+    except Exception as e:  # noqa: BLE001
+        message = getattr(e, "message", None) or str(e)
+        raise GenerateError(f"cannot load the SavedModel at {path}: "
+                            f"{' '.join(message.split())[:200]}") from None
+
+
 def parse_labels(labels):
     """`["0", "3"]` -> [0, 3]; a value that is not an integer is a GenerateError."""
     values = []
@@ -142,12 +153,7 @@ def main(argv):
         sys.exit(f"error: unexpected arguments {argv[1:]}")
     try:
         path = resolve_model_dir(FLAGS.model, FLAGS.version)
-        try:
-            loaded = tf.saved_model.load(path)
-        except Exception as e:  # noqa: BLE001 - truncated or corrupt files fail in many ways
-            message = getattr(e, "message", None) or str(e)
-            raise GenerateError(f"cannot load the SavedModel at {path}: "
-                                f"{' '.join(message.split())[:200]}") from None
+        loaded = load_model(path)
         if FLAGS.interpolate > 0:
             image = interpolation(loaded, FLAGS.interpolate, FLAGS.rows, FLAGS.labels, FLAGS.seed,
                                   FLAGS.truncation)
