@@ -302,12 +302,17 @@ def missing_module(error):
     return None
 
 
+def tfds_data_dir(spec):
+    """TFDS's data directory for `spec`: --data_dir, else $TFDS_DATA_DIR, else TFDS's default."""
+    return os.path.expanduser(spec.data_dir or os.environ.get("TFDS_DATA_DIR",
+                                                              "~/tensorflow_datasets"))
+
+
 def tfds_manual_dir(spec):
     """TFDS's manual directory for `spec`: --manual_dir, else <data_dir>/downloads/manual."""
     if spec.manual_dir:
         return os.path.expanduser(spec.manual_dir)
-    data_dir = spec.data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")
-    return os.path.join(os.path.expanduser(data_dir), "downloads", "manual")
+    return os.path.join(tfds_data_dir(spec), "downloads", "manual")
 
 
 def _unreachable_hosts(urls, timeout=NETWORK_TIMEOUT_S):
@@ -328,9 +333,8 @@ def _unreachable_hosts(urls, timeout=NETWORK_TIMEOUT_S):
 def _remove_partial_downloads(spec, builder, since):
     """Removes what a failed download_and_prepare left: TFDS's `*.tmp.*` download
     files and `*.incomplete*` dataset directories written after `since`."""
-    data_dir = os.path.expanduser(spec.data_dir or os.environ.get("TFDS_DATA_DIR",
-                                                                  "~/tensorflow_datasets"))
-    roots = [os.path.join(data_dir, "downloads"), os.path.dirname(str(builder.data_path))]
+    roots = [os.path.join(tfds_data_dir(spec), "downloads"),
+             os.path.dirname(str(builder.data_path))]
     for root in roots:
         for d, dirs, files in os.walk(root, topdown=False):
             for name in dirs + files:
