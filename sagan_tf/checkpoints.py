@@ -61,9 +61,7 @@ def check_workdir(workdir, architecture, error=ValueError):
     """Raises `error` when `workdir` holds a checkpoint of another architecture
     (or a checkpoint without the config.json that says which)."""
     path = os.path.join(workdir, "config.json")
-    directory = os.path.join(workdir, "checkpoints")
-    has_checkpoint = os.path.isdir(directory) and any(
-        name.startswith("ckpt-") for name in os.listdir(directory))
+    has_checkpoint = bool(checkpoint_steps(os.path.join(workdir, "checkpoints")))
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise error(f"workdir {workdir} is a file, not a directory")
     try:
@@ -109,6 +107,16 @@ def restore_generator_for_export(workdir):
     return generator, int(latest.rsplit("-", 1)[1])
 
 
+def checkpoint_steps(directory):
+    """Steps N of the `ckpt-N.*` files in `directory`, newest first (whatever the state
+    file says; `ckpt-N_temp` directories of interrupted saves are not checkpoints)."""
+    if not os.path.isdir(directory):
+        return []
+    steps = {name[len("ckpt-"):].split(".")[0] for name in os.listdir(directory)
+             if name.startswith("ckpt-")}
+    return sorted((int(s) for s in steps if s.isdigit()), reverse=True)
+
+
 def _unreadable(path):
     """Why the checkpoint at `path` (prefix) cannot be restored, or None if it can."""
     try:
@@ -134,11 +142,7 @@ def latest_usable(directory, repair=True, error=ValueError):
     """
     from absl import logging
 
-    if not os.path.isdir(directory):
-        return None
-    steps = sorted({int(name[len("ckpt-"):].split(".")[0]) for name in os.listdir(directory)
-                    if name.startswith("ckpt-") and name[len("ckpt-"):].split(".")[0].isdigit()},
-                   reverse=True)
+    steps = checkpoint_steps(directory)
     if not steps:
         return None
     try:
