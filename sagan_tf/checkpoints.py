@@ -57,6 +57,20 @@ def read_config(path, error=ValueError):
                     ) from None
 
 
+def with_defaults(architecture):
+    """`architecture` with the model arguments a config.json written before they existed
+    lacks filled in with their defaults (what that run's models were built with)."""
+    from sagan_tf.models import Discriminator
+
+    filled = dict(architecture)
+    for net, cls in (("generator", Generator), ("discriminator", Discriminator)):
+        try:
+            filled[net] = json.loads(json.dumps(cls.from_config(architecture[net]).get_config()))
+        except (TypeError, ValueError, KeyError):
+            pass  # compared as written: any difference is reported
+    return filled
+
+
 def check_workdir(workdir, architecture, error=ValueError):
     """Raises `error` when `workdir` holds a checkpoint of another architecture
     (or a checkpoint without the config.json that says which)."""
@@ -72,12 +86,13 @@ def check_workdir(workdir, architecture, error=ValueError):
     except OSError as e:
         raise error(f"workdir {workdir} cannot be written: {e.strerror or e}") from None
     if os.path.exists(path):
-        saved = read_config(path, error)["architecture"]
+        saved = with_defaults(read_config(path, error)["architecture"])
         ours = json.loads(json.dumps(architecture))
         if saved != ours:
             diffs = [f"{net}.{k}: {saved[net].get(k)} != {ours[net].get(k)}"
                      for net in ("generator", "discriminator")
-                     for k in ours[net] if saved[net].get(k) != ours[net].get(k)]
+                     for k in sorted(set(ours[net]) | set(saved[net]))
+                     if saved[net].get(k) != ours[net].get(k)]
             if saved["ema"] != ours["ema"]:
                 diffs.append(f"ema: {saved['ema']} != {ours['ema']}")
             raise error(f"workdir {workdir} holds a checkpoint of a different architecture "

@@ -35,6 +35,9 @@ class SAGAN(keras.Model):
         augment: DiffAugment policies (a subset of `sagan_tf.augment.POLICIES`,
             e.g. `("translation", "cutout")`) applied to every image D sees,
             real and fake, in the D and the G updates; empty for none.
+        fake_labels: conditional models: `"real"` generates each update's fake
+            batch with the labels of the real batch; `"uniform"` draws them
+            uniformly over the classes (the official SAGAN code's `model.py`).
         **kwargs: base model arguments.
 
     Call arguments:
@@ -43,7 +46,7 @@ class SAGAN(keras.Model):
     """
 
     def __init__(self, generator, discriminator, loss="hinge", d_steps=1, gp_weight=10.0,
-                 ema_decay=0.0, ema_start=0, seed=0, augment=(), **kwargs):
+                 ema_decay=0.0, ema_start=0, seed=0, augment=(), fake_labels="real", **kwargs):
         super().__init__(**kwargs)
         if int(d_steps) < 1:
             raise ValueError(f"SAGAN: argument `d_steps` must be >= 1; received {d_steps}.")
@@ -53,6 +56,10 @@ class SAGAN(keras.Model):
         self.discriminator = discriminator
         self.loss_name = loss
         self.d_loss_fn, self.g_loss_fn = losses.get(loss)
+        if fake_labels not in ("real", "uniform"):
+            raise ValueError("SAGAN: argument `fake_labels` must be 'real' or 'uniform'; "
+                             f"received {fake_labels!r}.")
+        self.fake_labels = fake_labels
         self.d_steps = int(d_steps)
         self.gp_weight = float(gp_weight)
         self.ema_decay = float(ema_decay)
@@ -126,6 +133,15 @@ class SAGAN(keras.Model):
         z = tf.random.stateless_normal([global_batch, self.z_dim], seed=self._seed(stream))
         return self._replica_rows(z)
 
+    def sample_fake_labels(self, labels, global_batch, stream):
+        """Labels of a fake batch: `labels` (the real batch's) or uniform draws."""
+        if labels is None or self.fake_labels == "real":
+            return labels
+        seed = tf.random.experimental.stateless_fold_in(self._seed(stream), 2000)
+        drawn = tf.random.stateless_uniform([global_batch], seed=seed, minval=0,
+                                            maxval=self.generator.num_classes, dtype=tf.int32)
+        return tf.cast(self._replica_rows(drawn), labels.dtype)
+
     def _augment(self, images, global_batch, stream, which):
         """DiffAugment of this replica's rows of a global batch; `which` 0 for real
         images, 1 for fake ones, so the two never share draws."""
@@ -137,13 +153,13 @@ class SAGAN(keras.Model):
         return aug.apply(images, self.augment, params)
 
     # ------------------------------------------------------------------ steps
-    def _discriminate(self, real, fake, labels):
+    def _discriminate(self, real, fake, labels, fake_labels):
         """D on real and fake: one call on both halves (one power iteration, larger
         matmuls) unless D has batch norm, whose statistics must not mix them."""
         if self.discriminator.architecture == "baseline":
             return (self.discriminator(real, labels, training=True),
-                    self.discriminator(fake, labels, training=True))
-        both_labels = None if labels is None else tf.concat([labels, labels], 0)
+                    self.discriminator(fake, fake_labels, training=True))
+        both_labels = None if labels is None else tf.concat([labels, fake_labels], 0)
         logits = self.discriminator(tf.concat([real, tf.cast(fake, real.dtype)], 0),
                                     both_labels, training=True)
         n = tf.shape(real)[0]
@@ -151,16 +167,19 @@ class SAGAN(keras.Model):
 
     def _d_update(self, real, labels, global_batch, stream):
         z = self.sample_z(global_batch, stream)
-        fake = self.generator(z, labels, training=True)
+        fake_labels = self.sample_fake_labels(labels, global_batch, stream)
+        fake = self.generator(z, fake_labels, training=True)
         real_seen = self._augment(real, global_batch, stream, 0)
         fake_seen = self._augment(fake, global_batch, stream, 1)
         with tf.GradientTape() as tape:
-            real_logits, fake_logits = self._discriminate(real_seen, fake_seen, labels)
+            real_logits, fake_logits = self._discriminate(real_seen, fake_seen, labels,
+                                                          fake_labels)
             per_example = self.d_loss_fn(real_logits, fake_logits)
             gp = None
             if self.loss_name == "wgan_gp":
                 eps = self._replica_rows(tf.random.stateless_uniform(
                     [global_batch], seed=self._seed(self.d_steps + 1 + stream)))
+                # Interpolates between real and fake images keep the real labels.
                 gp = losses.gradient_penalty(
                     lambda x: self.discriminator(x, labels, training=True), real, fake, eps)
                 per_example = per_example + self.gp_weight * gp
@@ -172,6 +191,7 @@ class SAGAN(keras.Model):
 
     def _g_update(self, labels, global_batch):
         z = self.sample_z(global_batch, self.d_steps)
+        labels = self.sample_fake_labels(labels, global_batch, self.d_steps)
         with tf.GradientTape() as tape:
             fake = self.generator(z, labels, training=True)
             fake = self._augment(fake, global_batch, self.d_steps, 1)

@@ -29,7 +29,7 @@ flags.DEFINE_string("dataset", "mnist5k", "TFDS name (celeb_a, cifar10, lsun/chu
                     "lsun/bedroom, imagenet2012), mnist5k (offline), or folder:PATH.")
 flags.DEFINE_string("workdir", None, "Run directory (default runs/<dataset>); resumes from it.")
 flags.DEFINE_string("preset", "dcgan_32", "Architecture preset: dcgan_{32,64,128}, "
-                    "resnet_{32,64,128}, baseline_{32,64,128}.")
+                    "heykeetae_64, resnet_{32,64,128}, baseline_{32,64,128}.")
 flags.DEFINE_integer("base_channels", None, "Width multiplier (default: the preset's 64).")
 flags.DEFINE_integer("z_dim", 128, "Latent size.")
 flags.DEFINE_list("g_attention", None, "Generator attention resolutions (default: the preset's; "
@@ -40,7 +40,14 @@ flags.DEFINE_boolean("conditional", False, "Class-conditional G (conditional BN)
 flags.DEFINE_integer("label_embedding_dim", 0, "Conditional G: also feed a learned class "
                      "embedding of this size beside z (0: conditional batch norm alone).")
 flags.DEFINE_integer("channels", 3, "Image channels the models use (1 or 3).")
-flags.DEFINE_string("kernel_initializer", "glorot_uniform", "e.g. glorot_uniform or orthogonal.")
+flags.DEFINE_string("kernel_initializer", None, "e.g. glorot_uniform, orthogonal or pytorch "
+                    "(PyTorch's layer defaults); default: the preset's (glorot_uniform, "
+                    "heykeetae_64: pytorch).")
+flags.DEFINE_float("bn_momentum", None, "G's batch-norm moving-average momentum in Keras's terms "
+                   "(default: the preset's, 0.99; heykeetae_64 0.9 = PyTorch's 0.1; the "
+                   "official code 0.999).")
+flags.DEFINE_float("final_bn_momentum", None, "resnet G: momentum of the batch norm before the "
+                   "output conv (default: --bn_momentum; the official code 0.9999).")
 flags.DEFINE_boolean("attention_spectral_norm", None, "Spectral-normalize the attention 1x1 "
                      "convs (default: yes for resnet, as the official code; no for dcgan, as "
                      "the PyTorch code).")
@@ -50,6 +57,11 @@ flags.DEFINE_float("lr_g", 1e-4, "Generator learning rate (TTUR).")
 flags.DEFINE_float("lr_d", 4e-4, "Discriminator learning rate (TTUR).")
 flags.DEFINE_float("beta1", 0.0, "Adam beta1.")
 flags.DEFINE_float("beta2", 0.9, "Adam beta2: 0.9 as the PyTorch SAGAN, 0.999 as the official code.")
+flags.DEFINE_float("adam_epsilon", 1e-8, "Adam epsilon (1e-8 as PyTorch and TF1; Keras's "
+                   "default is 1e-7).")
+flags.DEFINE_enum("fake_labels", "real", ["real", "uniform"], "Conditional models: labels of the "
+                  "generated batch: those of the real batch, or drawn uniformly over the classes "
+                  "(the official code).")
 flags.DEFINE_integer("d_steps", 1, "Discriminator updates per generator update.")
 flags.DEFINE_string("loss", "hinge", "hinge, ns (non-saturating) or wgan_gp.")
 flags.DEFINE_float("gp_weight", 10.0, "Gradient-penalty weight (wgan_gp).")

@@ -24,6 +24,7 @@ from sagan_tf.models import presets as P
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
+FAKE_LABELS = ("real", "uniform")
 
 
 class ConfigError(ValueError):
@@ -43,14 +44,18 @@ class TrainConfig:
     conditional: bool = False
     label_embedding_dim: int = 0
     channels: int = 3
-    kernel_initializer: str = "glorot_uniform"
+    kernel_initializer: Optional[str] = None
     attention_spectral_norm: Optional[bool] = None
+    bn_momentum: Optional[float] = None
+    final_bn_momentum: Optional[float] = None
     steps: int = 2000
     batch_size: int = 64
     lr_g: float = 1e-4
     lr_d: float = 4e-4
     beta1: float = 0.0
     beta2: float = 0.9
+    adam_epsilon: float = 1e-8
+    fake_labels: str = "real"
     d_steps: int = 1
     loss: str = "hinge"
     gp_weight: float = 10.0
@@ -109,6 +114,14 @@ class TrainConfig:
         for name in ("beta1", "beta2"):
             if not 0 <= getattr(self, name) < 1:
                 bad(f"--{name} must be in [0, 1); got {getattr(self, name)}")
+        if not 0 < self.adam_epsilon < 1:
+            bad(f"--adam_epsilon must be in (0, 1); got {self.adam_epsilon}")
+        for name in ("bn_momentum", "final_bn_momentum"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < 1:
+                bad(f"--{name} must be in [0, 1); got {value}")
+        if self.fake_labels not in FAKE_LABELS:
+            bad(f"--fake_labels={self.fake_labels!r} is unknown; use one of {list(FAKE_LABELS)}")
         if not 0 <= self.ema_decay < 1:
             bad(f"--ema_decay must be in [0, 1); got {self.ema_decay}")
         if self.ema_start < 0:
@@ -164,14 +177,20 @@ class TrainConfig:
 
     def model_kwargs(self, num_classes):
         g_kwargs, d_kwargs = P.preset_kwargs(self.preset)
-        common = dict(kernel_initializer=self.kernel_initializer, num_classes=num_classes,
-                      attention_spectral_norm=self.attention_spectral_norm)
+        common = dict(num_classes=num_classes)
+        for name in ("kernel_initializer", "attention_spectral_norm"):
+            if getattr(self, name) is not None:  # else the preset's (or the model's) default
+                common[name] = getattr(self, name)
         if self.base_channels is not None:
             common["base_channels"] = self.base_channels
         if self.attention_variant is not None:
             common["attention_variant"] = self.attention_variant
         g_kwargs.update(common, z_dim=self.z_dim, output_channels=self.channels,
                         label_embedding_dim=self.label_embedding_dim)
+        if self.bn_momentum is not None:
+            g_kwargs["batch_norm_momentum"] = self.bn_momentum
+        if self.final_bn_momentum is not None:
+            g_kwargs["final_batch_norm_momentum"] = self.final_bn_momentum
         d_kwargs.update(common, input_channels=self.channels)
         if self.g_attention is not None:
             g_kwargs["attention_resolutions"] = tuple(self.g_attention)
@@ -233,7 +252,8 @@ def make_strategy(name, num_cpu_devices=0):
 
 
 def _optimizer(lr, config):
-    opt = keras.optimizers.Adam(lr, beta_1=config.beta1, beta_2=config.beta2)
+    opt = keras.optimizers.Adam(lr, beta_1=config.beta1, beta_2=config.beta2,
+                                epsilon=config.adam_epsilon)
     if config.precision == "mixed_float16":
         opt = keras.optimizers.LossScaleOptimizer(opt)
     return opt
@@ -249,7 +269,8 @@ def build_gan(config, num_classes):
     discriminator.build()
     gan = SAGAN(generator, discriminator, loss=config.loss, d_steps=config.d_steps,
                 gp_weight=config.gp_weight, ema_decay=config.ema_decay,
-                ema_start=config.ema_start, seed=config.seed, augment=config.augment)
+                ema_start=config.ema_start, seed=config.seed, augment=config.augment,
+                fake_labels=config.fake_labels)
     gan.compile(g_optimizer=_optimizer(config.lr_g, config),
                 d_optimizer=_optimizer(config.lr_d, config), jit_compile=config.jit_compile)
     gan.build_optimizers()

@@ -443,3 +443,52 @@ def test_a_folder_smaller_than_a_batch_is_one_line(tmp_path):
     result = training.run(_config(tmp_path, dataset=f"folder:{tmp_path}", steps=2, export=False,
                                   batch_size=2, workdir=str(tmp_path / "run2")))
     assert result["step"] == 2
+
+
+def test_uniform_fake_labels_are_drawn_per_step_and_split_over_replicas(mirrored):
+    """--fake_labels=uniform (the official code): the fake batch's labels are uniform draws,
+    not the real batch's, seeded by the step; 2 replicas take the rows of the 1-replica draw."""
+    def gan_on(strategy, fake_labels):
+        with strategy.scope():
+            g = Generator("dcgan", 16, z_dim=8, base_channels=8, attention_resolutions=(),
+                          num_classes=5)
+            d = Discriminator("dcgan", 16, base_channels=8, attention_resolutions=(),
+                              num_classes=5)
+            gan = SAGAN(g, d, seed=3, fake_labels=fake_labels)
+            gan.compile(keras.optimizers.SGD(0.1), keras.optimizers.SGD(0.1))
+            gan.build_optimizers()
+        return gan
+
+    real = tf.zeros([64], tf.int32)
+    gan = gan_on(tf.distribute.get_strategy(), "uniform")
+    drawn = gan.sample_fake_labels(real, 64, 0).numpy()
+    assert drawn.min() >= 0 and drawn.max() < 5 and len(set(drawn)) == 5
+    assert np.array_equal(drawn, gan.sample_fake_labels(real, 64, 0).numpy())
+    assert not np.array_equal(drawn, gan.sample_fake_labels(real, 64, 1).numpy())
+    gan.g_optimizer.iterations.assign(1)
+    assert not np.array_equal(drawn, gan.sample_fake_labels(real, 64, 0).numpy())
+    assert gan_on(tf.distribute.get_strategy(), "real").sample_fake_labels(real, 64, 0) is real
+    two = gan_on(mirrored, "uniform")
+    halves = mirrored.run(lambda: two.sample_fake_labels(tf.zeros([32], tf.int32), 64, 0))
+    joined = np.concatenate([t.numpy() for t in mirrored.experimental_local_results(halves)])
+    np.testing.assert_array_equal(joined, drawn)
+    with pytest.raises(ValueError, match="fake_labels"):
+        gan_on(tf.distribute.get_strategy(), "random")
+
+
+def test_a_workdir_from_before_new_model_arguments_still_resumes(tmp_path):
+    """config.json files written before a model argument existed lack its key: the default
+    (what that run was built with) is assumed, so the run resumes."""
+    run = str(tmp_path / "run")
+    config = training.TrainConfig(workdir=run, preset="dcgan_32", base_channels=8, steps=1,
+                                  batch_size=4, export=False, g_attention=(), d_attention=())
+    training.run(config)
+    path = os.path.join(run, "config.json")
+    saved = json.load(open(path))
+    for key in ("sn_transpose_flatten", "batch_norm_momentum", "final_batch_norm_momentum"):
+        del saved["architecture"]["generator"][key]
+    json.dump(saved, open(path, "w"))
+    assert training.run(dataclasses.replace(config, steps=2))["step"] == 2
+    other = dataclasses.replace(config, steps=3, bn_momentum=0.9)
+    with pytest.raises(training.ConfigError, match="batch_norm_momentum: 0.99 != 0.9"):
+        training.run(other)

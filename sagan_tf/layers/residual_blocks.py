@@ -68,6 +68,7 @@ class GBlock(_BlockBase):
         num_classes: classes for conditional batch norm; 0 for plain batch norm.
         use_spectral_norm: spectral-normalize the convs (CBN embeddings are plain, as officially).
         kernel_initializer: conv kernel initializer.
+        batch_norm_momentum: moving-average momentum of both batch norms.
         **kwargs: base layer arguments.
 
     Call arguments:
@@ -79,19 +80,22 @@ class GBlock(_BlockBase):
     """
 
     def __init__(self, filters, num_classes=0, use_spectral_norm=True,
-                 kernel_initializer="glorot_uniform", **kwargs):
+                 kernel_initializer="glorot_uniform", batch_norm_momentum=0.99, **kwargs):
         super().__init__(filters, use_spectral_norm, kernel_initializer, **kwargs)
         self.num_classes = int(num_classes)
+        self.batch_norm_momentum = float(batch_norm_momentum)
 
     def build(self, input_shape):
         self._check_rank(input_shape)
         b, h, w, c = input_shape
         up_shape = (b, None if h is None else 2 * h, None if w is None else 2 * w)
-        self.bn1 = ConditionalBatchNormalization(self.num_classes, dtype=self.dtype_policy,
-                                                 name="bn1")
+        self.bn1 = ConditionalBatchNormalization(self.num_classes,
+                                                 momentum=self.batch_norm_momentum,
+                                                 dtype=self.dtype_policy, name="bn1")
         self.conv1 = self._conv(3, "conv1")
-        self.bn2 = ConditionalBatchNormalization(self.num_classes, dtype=self.dtype_policy,
-                                                 name="bn2")
+        self.bn2 = ConditionalBatchNormalization(self.num_classes,
+                                                 momentum=self.batch_norm_momentum,
+                                                 dtype=self.dtype_policy, name="bn2")
         self.conv2 = self._conv(3, "conv2")
         self.shortcut = self._conv(1, "shortcut")
         self.bn1.build(input_shape)
@@ -114,6 +118,7 @@ class GBlock(_BlockBase):
     def get_config(self):
         config = super().get_config()
         config["num_classes"] = self.num_classes
+        config["batch_norm_momentum"] = self.batch_norm_momentum
         return config
 
 

@@ -7,6 +7,7 @@ from keras import ops
 
 from sagan_tf.layers import DBlock
 from sagan_tf.layers.spectral_norm import SpectralNormalization
+from sagan_tf.models import initializers
 from sagan_tf.models import presets as P
 from sagan_tf.models.base import AttentionStagesMixin
 
@@ -35,7 +36,8 @@ class Discriminator(AttentionStagesMixin, keras.Model):
         attention_variant: `"paper"` or `"official"`; default per architecture.
         num_classes: 0 for unconditional, else the projection head.
         input_channels: 3 for RGB, 1 for grayscale.
-        kernel_initializer: e.g. `"glorot_uniform"` or `"orthogonal"`.
+        kernel_initializer: e.g. `"glorot_uniform"`, `"orthogonal"` or
+            `"pytorch"` (PyTorch's layer defaults, kernels and biases).
         attention_spectral_norm: spectral-normalize the attention block's 1x1
             convs. Default: True for `resnet` (the official code), False for
             `dcgan` (the PyTorch code's `Self_Attn` uses plain convs).
@@ -80,7 +82,7 @@ class Discriminator(AttentionStagesMixin, keras.Model):
         if attention_spectral_norm is None:
             attention_spectral_norm = architecture == "resnet"
         self.attention_spectral_norm = bool(attention_spectral_norm)
-        init = keras.initializers.get(kernel_initializer)
+        init = initializers.get(kernel_initializer)
 
         def wrap(layer):
             return SpectralNormalization(layer, name=f"sn_{layer.name}") if sn else layer
@@ -128,6 +130,8 @@ class Discriminator(AttentionStagesMixin, keras.Model):
         labels = ops.zeros((1,), "int32") if self.num_classes else None
         images = ops.zeros((1, self.image_size, self.image_size, self.input_channels))
         self.call(images, labels, training=False)
+        if self.kernel_initializer == initializers.PYTORCH:
+            initializers.reset_pytorch_biases(self)
 
     def call(self, images, labels=None, training=None, return_attention=False):
         expected = (self.image_size, self.image_size, self.input_channels)

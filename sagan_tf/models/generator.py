@@ -8,6 +8,7 @@ from keras import ops
 from sagan_tf.layers import ConditionalBatchNormalization, GBlock
 from sagan_tf.layers.residual_blocks import sn_conv
 from sagan_tf.layers.spectral_norm import SpectralNormalization
+from sagan_tf.models import initializers
 from sagan_tf.models import presets as P
 from sagan_tf.models.base import AttentionStagesMixin
 
@@ -33,7 +34,9 @@ class Generator(AttentionStagesMixin, keras.Model):
         attention_variant: `"paper"` or `"official"`; default per architecture.
         num_classes: 0 for unconditional, else conditional batch norm.
         output_channels: 3 for RGB, 1 for grayscale.
-        kernel_initializer: e.g. `"glorot_uniform"` or `"orthogonal"`.
+        kernel_initializer: e.g. `"glorot_uniform"`, `"orthogonal"`, or
+            `"pytorch"` (PyTorch's layer defaults for kernels and biases, see
+            `sagan_tf.models.initializers`).
         attention_spectral_norm: spectral-normalize the attention block's 1x1
             convs. Default: True for `resnet` (the official code), False for
             `dcgan` (the PyTorch code's `Self_Attn` uses plain convs).
@@ -41,6 +44,15 @@ class Generator(AttentionStagesMixin, keras.Model):
             embedding of this size beside z into the first layer (BigGAN's
             shared embedding, concatenated); 0 conditions through the batch
             norms alone (the official SAGAN code).
+        sn_transpose_flatten: `"output"` or `"input"`: how the spectral norm of
+            a `dcgan` ConvTranspose flattens its kernel (`"input"`: heykeetae's
+            PyTorch `SpectralNorm`; see `SpectralNormalization`).
+        batch_norm_momentum: moving-average momentum of the batch norms, in
+            Keras's terms (PyTorch's momentum m is 1 - m here: heykeetae 0.9;
+            the official code's conditional batch norms 0.999).
+        final_batch_norm_momentum: `resnet`: momentum of the batch norm before
+            the output conv (the official code's `g_bn`: 0.9999); None: the same
+            as `batch_norm_momentum`.
         **kwargs: base model arguments.
 
     Call arguments:
@@ -67,6 +79,9 @@ class Generator(AttentionStagesMixin, keras.Model):
         kernel_initializer="glorot_uniform",
         attention_spectral_norm=None,
         label_embedding_dim=0,
+        sn_transpose_flatten="output",
+        batch_norm_momentum=0.99,
+        final_batch_norm_momentum=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -82,6 +97,15 @@ class Generator(AttentionStagesMixin, keras.Model):
         self.num_classes = int(num_classes)
         self.output_channels = int(output_channels)
         self.kernel_initializer = kernel_initializer
+        self.sn_transpose_flatten = sn_transpose_flatten
+        self.batch_norm_momentum = float(batch_norm_momentum)
+        self.final_batch_norm_momentum = (None if final_batch_norm_momentum is None
+                                          else float(final_batch_norm_momentum))
+        for name in ("batch_norm_momentum", "final_batch_norm_momentum"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value < 1.0:
+                raise ValueError(f"Generator: argument `{name}` must be in [0, 1); "
+                                 f"received {value}.")
         sn = architecture != "baseline"
         if attention_spectral_norm is None:
             attention_spectral_norm = architecture == "resnet"
@@ -93,7 +117,7 @@ class Generator(AttentionStagesMixin, keras.Model):
         if self.label_embedding_dim:
             self.label_embedding = keras.layers.Embedding(
                 self.num_classes, self.label_embedding_dim, name="label_embedding")
-        init = keras.initializers.get(kernel_initializer)
+        init = initializers.get(kernel_initializer)
 
         if architecture == "resnet":
             in_mult, mults = P.RESNET_G[self.image_size]
@@ -106,7 +130,11 @@ class Generator(AttentionStagesMixin, keras.Model):
             P.check_choice("Generator", "attention_resolutions", r, resolutions)
 
         def wrap(layer):
-            return SpectralNormalization(layer, name=f"sn_{layer.name}") if sn else layer
+            if not sn:
+                return layer
+            flatten = (sn_transpose_flatten if isinstance(layer, keras.layers.Conv2DTranspose)
+                       else "output")
+            return SpectralNormalization(layer, transpose_flatten=flatten, name=f"sn_{layer.name}")
 
         self.stages = []  # [(block, batch_norm or None, attention or None)]
         if architecture == "resnet":
@@ -115,9 +143,12 @@ class Generator(AttentionStagesMixin, keras.Model):
                                                 kernel_initializer=init, name="stem"))
             for i, (mult, res) in enumerate(zip(mults, resolutions)):
                 block = GBlock(mult * self.base_channels, num_classes=self.num_classes,
-                               use_spectral_norm=sn, kernel_initializer=init, name=f"block{i}")
+                               use_spectral_norm=sn, kernel_initializer=init,
+                               batch_norm_momentum=self.batch_norm_momentum, name=f"block{i}")
                 self.stages.append((block, None, self._attention(res, init)))
-            self.final_bn = ConditionalBatchNormalization(0, name="final_bn")
+            self.final_bn = ConditionalBatchNormalization(
+                0, momentum=(self.batch_norm_momentum if self.final_batch_norm_momentum is None
+                             else self.final_batch_norm_momentum), name="final_bn")
             self.to_rgb = sn_conv(self.output_channels, 3, "to_rgb", sn,
                                   kernel_initializer=init)
         else:
@@ -126,7 +157,9 @@ class Generator(AttentionStagesMixin, keras.Model):
                     mult * self.base_channels, 4, strides=1 if i == 0 else 2,
                     padding="valid" if i == 0 else "same", kernel_initializer=init,
                     name=f"conv{i}")
-                bn = ConditionalBatchNormalization(self.num_classes, name=f"bn{i}")
+                bn = ConditionalBatchNormalization(self.num_classes,
+                                                   momentum=self.batch_norm_momentum,
+                                                   name=f"bn{i}")
                 self.stages.append((wrap(conv), bn, self._attention(res, init)))
             # The last ConvT is not spectral-normalized, as in the PyTorch code.
             self.to_rgb = keras.layers.Conv2DTranspose(
@@ -136,6 +169,8 @@ class Generator(AttentionStagesMixin, keras.Model):
     def build(self, input_shape=None):
         labels = ops.zeros((1,), "int32") if self.num_classes else None
         self.call(ops.zeros((1, self.z_dim)), labels, training=False)
+        if self.kernel_initializer == initializers.PYTORCH:
+            initializers.reset_pytorch_biases(self)
 
     def call(self, z, labels=None, training=None, return_attention=False):
         if len(z.shape) != 2 or z.shape[-1] != self.z_dim:
@@ -190,6 +225,9 @@ class Generator(AttentionStagesMixin, keras.Model):
             "kernel_initializer": self.kernel_initializer,
             "attention_spectral_norm": self.attention_spectral_norm,
             "label_embedding_dim": self.label_embedding_dim,
+            "sn_transpose_flatten": self.sn_transpose_flatten,
+            "batch_norm_momentum": self.batch_norm_momentum,
+            "final_batch_norm_momentum": self.final_batch_norm_momentum,
         }
 
     @classmethod
