@@ -18,6 +18,7 @@ import time
 import torch
 from torch import nn
 from torch.nn.utils import spectral_norm as sn
+from torch.utils.flop_counter import FlopCounterMode
 
 
 class SelfAttention(nn.Module):
@@ -61,9 +62,12 @@ def main():
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--mode", choices=["train", "generate"], default="train")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     g, d = generator(), discriminator()
+    if args.mode == "generate":
+        return bench_generate(g, args)
     g_opt = torch.optim.Adam(g.parameters(), 1e-4, betas=(0.0, 0.9))
     d_opt = torch.optim.Adam(d.parameters(), 4e-4, betas=(0.0, 0.9))
     real = torch.rand(args.batch, 3, 64, 64) * 2 - 1
@@ -92,11 +96,48 @@ def main():
     for _ in range(args.steps):
         step()
     elapsed = time.perf_counter() - start
+    ips = args.steps * args.batch / elapsed
+    with FlopCounterMode(display=False) as counter:  # convolutions and matmuls of one step
+        step()
+    gflop = counter.get_total_flops() / args.batch / 1e9
+    peak = matmul_peak_gflops()
     print(json.dumps({"mode": "train", "impl": "pytorch", "preset": "dcgan_64", "imsize": 64,
                       "batch": args.batch, "threads": args.threads,
                       "g_params": count(g), "d_params": count(d),
-                      "img_per_s": round(args.steps * args.batch / elapsed, 2),
+                      "img_per_s": round(ips, 2), "gflop_per_img": round(gflop, 3),
+                      "achieved_gflops": round(ips * gflop, 1),
+                      "matmul_peak_gflops": round(peak, 1),
+                      "peak_fraction": round(ips * gflop / peak, 3),
                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+
+
+def matmul_peak_gflops(n=2048, reps=20):
+    """Float32 matmul rate of this machine in PyTorch: the best of `reps` products."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(reps):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def bench_generate(g, args):
+    """Generator inference (eval mode, no autograd), as sagan_tf.benchmark --mode=serve."""
+    g.eval()
+    z = torch.randn(args.batch, 128, 1, 1)
+    with torch.no_grad():
+        for _ in range(3):
+            g(z)
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            g(z)
+        elapsed = time.perf_counter() - start
+    print(json.dumps({"mode": "generate", "impl": "pytorch", "preset": "dcgan_64", "imsize": 64,
+                      "batch": args.batch, "threads": args.threads,
+                      "img_per_s": round(args.steps * args.batch / elapsed, 2)}))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ Modes:
   train     full training iterations (D step + G step) on synthetic batches;
   generate  generator inference (Keras model, inference mode);
   data      input-pipeline images/s (celeb_a-shaped JPEG folder at 64 px, mnist5k);
-  serve     exported SavedModel (`serving_default`) against the Keras generator, batch 1/16/64.
+  serve     exported SavedModel (`serving_default`) against the Keras generator, batch 1/16/64;
+  attention one SelfAttention2D (paper variant) forward + backward on an --imsize map at
+            --batch, e.g. 128 px (N = 16,384 positions) on the tiled path: img/s, peak RSS.
 
 With no --mode/--preset it runs the standard set: training at 64 px batch 64 (`dcgan_64`, the
 popular PyTorch SAGAN's architecture) and 128 px (`resnet_128`), with and without XLA, plus
@@ -28,13 +30,53 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("mode", None, ["train", "generate", "data", "serve"], "One mode (default: standard set).")
+flags.DEFINE_enum("mode", None, ["train", "generate", "data", "serve", "attention"],
+                  "One mode (default: standard set).")
+flags.DEFINE_integer("channels", 64, "--mode=attention: channels of the feature map.")
+flags.DEFINE_integer("query_tile_size", 1024, "--mode=attention: queries per block of the "
+                     "tiled path.")
 flags.DEFINE_string("preset", None, "Model preset (default: dcgan_64).")
 flags.DEFINE_integer("imsize", None, "Image size; picks the preset's family at that size.")
 flags.DEFINE_integer("batch", 64, "Batch size.")
 flags.DEFINE_integer("steps", 10, "Timed iterations (after 3 warm-up ones).")
 flags.DEFINE_boolean("xla", False, "jit_compile the train step.")
 flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"], "Precision.")
+flags.DEFINE_enum("attention_variant", None, ["paper", "official"], "--mode=train: the "
+                  "attention variant (default: the preset's).")
+flags.DEFINE_boolean("attention_share", False, "--mode=train: also time the preset without its "
+                     "attention layers and print the attention's share of a step.")
+flags.DEFINE_boolean("flops", True, "--mode=train: count the step's FLOPs per image (TF "
+                     "profiler on the step's graph) and print the fraction of this machine's "
+                     "float32 matmul peak (a 2048x2048 tf.matmul, timed in the same run).")
+
+
+def matmul_peak_gflops(n=2048, reps=20):
+    """This machine's float32 matmul rate: the best of `reps` n x n x n products, GFLOP/s."""
+    a = tf.random.normal([n, n])
+    b = tf.random.normal([n, n])
+    fn = tf.function(lambda a, b: tf.matmul(a, b))
+    for _ in range(3):
+        fn(a, b).numpy()
+    best = float("inf")
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn(a, b).numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def step_gflop_per_image(gan, batch):
+    """FLOPs of one training step per image, from TF's profiler on the step's graph
+    (convolutions, their gradients, matmuls; elementwise ops add a little)."""
+    size = gan.generator.image_size
+    channels = gan.discriminator.input_channels
+    fn = tf.function(gan.train_step)
+    graph = fn.get_concrete_function(
+        (tf.TensorSpec([batch, size, size, channels]), tf.TensorSpec([batch], tf.int32))).graph
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    total = tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops
+    return total / batch / 1e9
 
 
 def peak_rss_mb():
@@ -57,13 +99,17 @@ def _preset(preset, imsize):
     return preset
 
 
-def bench_train(preset, batch, steps, xla, precision):
+def _train_images_per_second(preset, batch, steps, xla, precision, no_attention=False,
+                             count_flops=False, variant=None):
     from sagan_tf import loop
     from sagan_tf.gan import SAGAN
     from sagan_tf.models import Discriminator, Generator
 
     keras.mixed_precision.set_global_policy(precision)
-    g, d = Generator.from_preset(preset), Discriminator.from_preset(preset)
+    overrides = dict(attention_resolutions=()) if no_attention else {}
+    if variant:
+        overrides["attention_variant"] = variant
+    g, d = Generator.from_preset(preset, **overrides), Discriminator.from_preset(preset, **overrides)
     gan = SAGAN(g, d)
     gan.compile(keras.optimizers.Adam(1e-4, beta_1=0.0, beta_2=0.9),
                 keras.optimizers.Adam(4e-4, beta_1=0.0, beta_2=0.9), jit_compile=xla)
@@ -79,9 +125,32 @@ def bench_train(preset, batch, steps, xla, precision):
 
     # The loop `python -m sagan_tf.train` runs (the first 3 steps are warm-up).
     loop.train(gan, tf.distribute.get_strategy(), ds, steps + 3, [Timer()])
-    elapsed = times[-1] - times[2]
-    _emit(mode="train", preset=preset, imsize=size, batch=batch, xla=xla, precision=precision,
-          img_per_s=round(steps * batch / elapsed, 2))
+    ips = steps * batch / (times[-1] - times[2])
+    gflop = step_gflop_per_image(gan, batch) if count_flops else None
+    return ips, gflop
+
+
+def bench_train(preset, batch, steps, xla, precision, attention_share=False, count_flops=True,
+                variant=None):
+    ips, gflop = _train_images_per_second(preset, batch, steps, xla, precision,
+                                          count_flops=count_flops, variant=variant)
+    fields = dict(mode="train", preset=preset, imsize=int(preset.rsplit("_", 1)[1]), batch=batch,
+                  xla=xla, precision=precision, img_per_s=round(ips, 2))
+    if variant:
+        fields["attention_variant"] = variant
+    if gflop:
+        peak = matmul_peak_gflops()
+        fields.update(gflop_per_img=round(gflop, 3), achieved_gflops=round(ips * gflop, 1),
+                      matmul_peak_gflops=round(peak, 1), peak_fraction=round(ips * gflop / peak, 3))
+    if attention_share:
+        plain, plain_gflop = _train_images_per_second(preset, batch, steps, xla, precision,
+                                                      no_attention=True, count_flops=bool(gflop))
+        # Share of a step's time: (t_with - t_without) / t_with; of its FLOPs likewise.
+        fields.update(img_per_s_no_attention=round(plain, 2),
+                      attention_share=round(1.0 - ips / plain, 3))
+        if gflop:
+            fields["attention_flop_share"] = round(1.0 - plain_gflop / gflop, 3)
+    _emit(**fields)
 
 
 def bench_generate(preset, batch, steps, xla, precision):
@@ -99,6 +168,32 @@ def bench_generate(preset, batch, steps, xla, precision):
         fn(z).numpy()
     _emit(mode="generate", preset=preset, imsize=g.image_size, batch=batch, xla=xla,
           precision=precision, img_per_s=round(steps * batch / (time.perf_counter() - start), 2))
+
+
+def bench_attention(imsize, batch, steps, channels, query_tile_size):
+    from sagan_tf.layers import SelfAttention2D
+
+    layer = SelfAttention2D("paper", use_spectral_norm=False, query_tile_size=query_tile_size)
+    x = tf.random.normal([batch, imsize, imsize, channels])
+    layer.build(x.shape)
+    layer.gamma.assign(0.5)
+
+    @tf.function
+    def step(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(tf.square(layer(x, training=True)))
+        return tape.gradient(loss, [x] + layer.trainable_weights)
+
+    step(x)
+    start = time.perf_counter()
+    for _ in range(steps):
+        [g.numpy() for g in step(x)]
+    n = imsize * imsize
+    _emit(mode="attention", imsize=imsize, positions=n, channels=channels, batch=batch,
+          query_tile_size=query_tile_size, tiled=n > query_tile_size,
+          dense_map_gb=round(batch * n * n * 4 / 2**30, 2),
+          img_per_s=round(steps * batch / (time.perf_counter() - start), 2))
 
 
 def _time_pipeline(ds, batches, batch):
@@ -160,13 +255,19 @@ def main(argv):
         if FLAGS.mode is None and FLAGS.preset is None and FLAGS.imsize is None:
             for preset in ("dcgan_64", "resnet_128"):
                 for xla in (False, True):
-                    bench_train(preset, FLAGS.batch, FLAGS.steps, xla, FLAGS.precision)
+                    bench_train(preset, FLAGS.batch, FLAGS.steps, xla, FLAGS.precision,
+                                count_flops=FLAGS.flops and not xla)
             bench_generate("dcgan_64", FLAGS.batch, FLAGS.steps, False, FLAGS.precision)
+            return
+        if FLAGS.mode == "attention":
+            bench_attention(FLAGS.imsize or 128, FLAGS.batch, FLAGS.steps, FLAGS.channels,
+                            FLAGS.query_tile_size)
             return
         preset = _preset(FLAGS.preset, FLAGS.imsize)
         mode = FLAGS.mode or "train"
         if mode == "train":
-            bench_train(preset, FLAGS.batch, FLAGS.steps, FLAGS.xla, FLAGS.precision)
+            bench_train(preset, FLAGS.batch, FLAGS.steps, FLAGS.xla, FLAGS.precision,
+                        FLAGS.attention_share, FLAGS.flops, FLAGS.attention_variant)
         elif mode == "generate":
             bench_generate(preset, FLAGS.batch, FLAGS.steps, FLAGS.xla, FLAGS.precision)
         elif mode == "data":

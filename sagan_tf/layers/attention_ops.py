@@ -1,9 +1,14 @@
-"""Softmax attention over positions: a dense op and a memory-bounded tiled op.
+"""Softmax attention over positions: dense ops and a memory-bounded tiled op.
 
-Both compute `o = softmax(q k^T) v` with the softmax over keys taken in float32.
-The tiled op walks over blocks of queries one at a time (forward and backward,
-the backward recomputing each block's attention), so peak memory is
-`B * tile * M` instead of `B * N * M`.
+All compute `o = softmax(q k^T) v` with the softmax over keys taken in float32.
+`dense_attention` also returns the map (autodiff gradient); `dense_output`
+returns `o` only, with a hand-written gradient that passes over the (B, N, M)
+map fewer times: the softmax term `sum_j dA_ij A_ij` equals `dO_i . O_i` (as in
+FlashAttention's backward), a (B, N, c) product instead of a (B, N, M) one, and
+no gradient is formed for the map itself beyond `dE`. The tiled op walks over
+blocks of queries one at a time (forward and backward, the backward
+recomputing each block's attention), so peak memory is `B * tile * M` instead
+of `B * N * M`.
 """
 
 import tensorflow as tf
@@ -15,6 +20,27 @@ def dense_attention(q, k, v):
     attention = tf.nn.softmax(tf.cast(energy, tf.float32), axis=-1)
     o = tf.matmul(tf.cast(attention, v.dtype), v)  # (B, N, c)
     return o, attention
+
+
+@tf.custom_gradient
+def dense_output(q, k, v):
+    """Same output as `dense_attention(q, k, v)[0]`; its gradient makes 2 elementwise
+    passes over the (B, N, M) map where autodiff makes 4."""
+    attention = _tile_softmax(q, k)  # (B, N, M) float32
+    o = tf.matmul(tf.cast(attention, v.dtype), v)  # (B, N, c)
+
+    def grad(do):
+        a = tf.cast(attention, v.dtype)
+        dv = tf.matmul(a, do, transpose_a=True)  # (B, M, c)
+        d_att = tf.cast(tf.matmul(do, v, transpose_b=True), tf.float32)  # (B, N, M)
+        row = tf.reduce_sum(tf.cast(do, tf.float32) * tf.cast(o, tf.float32), axis=-1,
+                            keepdims=True)  # (B, N, 1): sum_j dA_ij A_ij
+        d_energy = tf.cast(attention * (d_att - row), q.dtype)  # (B, N, M)
+        dq = tf.matmul(d_energy, k)  # (B, N, d)
+        dk = tf.matmul(d_energy, q, transpose_a=True)  # (B, M, d)
+        return dq, dk, dv
+
+    return o, grad
 
 
 def tiled_attention(q, k, v, tile_size):
@@ -63,9 +89,9 @@ def _tiled_attention_core(q_tiles, k, v):
             do = tf.cast(do_tiles[i], tf.float32)  # (B, tile, c)
             dv += tf.matmul(attention, do, transpose_a=True)  # (B, M, c)
             d_att = tf.matmul(do, v32, transpose_b=True)  # (B, tile, M)
-            d_energy = attention * (
-                d_att - tf.reduce_sum(d_att * attention, axis=-1, keepdims=True)
-            )
+            # sum_j dA_ij A_ij = dO_i . O_i: a (B, tile, c) product, not (B, tile, M).
+            row = tf.reduce_sum(do * tf.cast(o_tiles[i], tf.float32), axis=-1, keepdims=True)
+            d_energy = attention * (d_att - row)
             dq_acc = dq_acc.write(i, tf.matmul(d_energy, k32))  # (B, tile, d)
             dk += tf.matmul(d_energy, q_tile, transpose_a=True)  # (B, M, d)
             return i + 1, dq_acc, dk, dv

@@ -148,8 +148,10 @@ class SelfAttention2D(keras.layers.Layer):
         k = ops.reshape(k, (-1, k.shape[1] * k.shape[2], k.shape[-1]))  # (B, Nk, C/8)
         v = ops.reshape(v, (-1, v.shape[1] * v.shape[2], v.shape[-1]))  # (B, Nk, Cv)
         attention = None
-        if return_attention or n <= self.query_tile_size:
+        if return_attention:
             o, attention = attention_ops.dense_attention(q, k, v)  # (B, N, Cv)
+        elif n <= self.query_tile_size:
+            o = attention_ops.dense_output(q, k, v)  # (B, N, Cv)
         else:
             o = attention_ops.tiled_attention(q, k, v, self.query_tile_size)
         o = ops.reshape(o, (-1, h, w, o.shape[-1]))  # (B, H, W, Cv)
