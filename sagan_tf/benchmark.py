@@ -40,6 +40,7 @@ flags.DEFINE_integer("imsize", None, "Image size; picks the preset's family at t
 flags.DEFINE_integer("batch", 64, "Batch size.")
 flags.DEFINE_integer("steps", 10, "Timed iterations (after 3 warm-up ones).")
 flags.DEFINE_boolean("xla", False, "jit_compile the train step.")
+flags.DEFINE_integer("steps_per_execution", 1, "--mode=train: steps per tf.function call.")
 flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"], "Precision.")
 flags.DEFINE_enum("attention_variant", None, ["paper", "official"], "--mode=train: the "
                   "attention variant (default: the preset's).")
@@ -100,7 +101,7 @@ def _preset(preset, imsize):
 
 
 def _train_images_per_second(preset, batch, steps, xla, precision, no_attention=False,
-                             count_flops=False, variant=None):
+                             count_flops=False, variant=None, steps_per_execution=1):
     from sagan_tf import loop
     from sagan_tf.gan import SAGAN
     from sagan_tf.models import Discriminator, Generator
@@ -123,21 +124,25 @@ def _train_images_per_second(preset, batch, steps, xla, precision, no_attention=
         def on_train_batch_end(self, step, logs=None):
             times.append(time.perf_counter())
 
-    # The loop `python -m sagan_tf.train` runs (the first 3 steps are warm-up).
-    loop.train(gan, tf.distribute.get_strategy(), ds, steps + 3, [Timer()])
-    ips = steps * batch / (times[-1] - times[2])
+    # The loop `python -m sagan_tf.train` runs; the first 3 calls are warm-up.
+    k = steps_per_execution
+    loop.train(gan, tf.distribute.get_strategy(), ds, (steps + 3) * k, [Timer()], k)
+    ips = steps * k * batch / (times[-1] - times[2])
     gflop = step_gflop_per_image(gan, batch) if count_flops else None
     return ips, gflop
 
 
 def bench_train(preset, batch, steps, xla, precision, attention_share=False, count_flops=True,
-                variant=None):
+                variant=None, steps_per_execution=1):
     ips, gflop = _train_images_per_second(preset, batch, steps, xla, precision,
-                                          count_flops=count_flops, variant=variant)
+                                          count_flops=count_flops, variant=variant,
+                                          steps_per_execution=steps_per_execution)
     fields = dict(mode="train", preset=preset, imsize=int(preset.rsplit("_", 1)[1]), batch=batch,
                   xla=xla, precision=precision, img_per_s=round(ips, 2))
     if variant:
         fields["attention_variant"] = variant
+    if steps_per_execution > 1:
+        fields["steps_per_execution"] = steps_per_execution
     if gflop:
         peak = matmul_peak_gflops()
         fields.update(gflop_per_img=round(gflop, 3), achieved_gflops=round(ips * gflop, 1),
@@ -267,7 +272,8 @@ def main(argv):
         mode = FLAGS.mode or "train"
         if mode == "train":
             bench_train(preset, FLAGS.batch, FLAGS.steps, FLAGS.xla, FLAGS.precision,
-                        FLAGS.attention_share, FLAGS.flops, FLAGS.attention_variant)
+                        FLAGS.attention_share, FLAGS.flops, FLAGS.attention_variant,
+                        FLAGS.steps_per_execution)
         elif mode == "generate":
             bench_generate(preset, FLAGS.batch, FLAGS.steps, FLAGS.xla, FLAGS.precision)
         elif mode == "data":

@@ -125,13 +125,14 @@ class TrainingMonitor(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._t0, self._s0 = time.time(), _step(self.model)
-        self._begin = self._t0
+        self._begin, self._start_step, self._calls = self._t0, self._s0, 0
 
     def on_train_batch_end(self, batch, logs=None):
         step = _step(self.model)
-        self.steps_run += 1
+        self.steps_run = step - self._start_step  # a call may run several steps
+        self._calls += 1
         self.train_seconds = time.time() - self._begin
-        if self.steps_run == 1:
+        if self._calls == 1:
             logging.info("step %d: the first step compiled and ran in %.1f s; a progress line "
                          "follows every %d steps", step, self.train_seconds, self.log_every)
             self._t0, self._s0 = time.time(), step  # periods' speeds exclude compilation

@@ -72,6 +72,9 @@ flags.DEFINE_string("augment", "", "DiffAugment policies for D's inputs, real an
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_string("precision", "float32", "float32, mixed_bfloat16 or mixed_float16.")
 flags.DEFINE_boolean("jit_compile", False, "XLA-compile the train step (one device only).")
+flags.DEFINE_integer("steps_per_execution", 1, "Training steps per tf.function call (one "
+                     "Python round trip for all of them; --log_every, --sample_every, "
+                     "--checkpoint_every and --eval_every must be multiples of it).")
 flags.DEFINE_string("strategy", "auto", "auto, one_device, mirrored or multi_worker (TF_CONFIG).")
 flags.DEFINE_integer("num_cpu_devices", 0, "Split the CPU into N logical devices (testing "
                      "MirroredStrategy without GPUs).")

@@ -65,6 +65,7 @@ class TrainConfig:
     seed: int = 0
     precision: str = "float32"
     jit_compile: bool = False
+    steps_per_execution: int = 1
     strategy: str = "auto"
     num_cpu_devices: int = 0
     sample_every: int = 500
@@ -100,6 +101,14 @@ class TrainConfig:
                      "keep_checkpoints", "log_every", "z_dim"):
             if getattr(self, name) < 1:
                 bad(f"--{name} must be >= 1; got {getattr(self, name)}")
+        if self.steps_per_execution < 1:
+            bad(f"--steps_per_execution must be >= 1; got {self.steps_per_execution}")
+        for name in ("log_every", "sample_every", "checkpoint_every", "eval_every"):
+            value = getattr(self, name)
+            if value and value % self.steps_per_execution:
+                bad(f"--{name}={value} must be a multiple of --steps_per_execution="
+                    f"{self.steps_per_execution} (logs, samples, checkpoints and evaluations "
+                    "happen between calls)")
         if self.base_channels is not None and (self.base_channels < 8 or self.base_channels % 8):
             bad(f"--base_channels must be a positive multiple of 8; got {self.base_channels}")
         if self.loss not in losses.LOSSES:
@@ -417,7 +426,7 @@ def _train(config, strategy, gan, manager, info, num_classes, start, remaining, 
     logging.info("training %s on %s (%s) for %d steps from step %d, global batch %d, %d replica(s)",
                  config.preset, config.dataset, info.description, remaining, start,
                  config.batch_size, strategy.num_replicas_in_sync)
-    logs = loop.train(gan, strategy, dataset, remaining, callbacks)
+    logs = loop.train(gan, strategy, dataset, remaining, callbacks, config.steps_per_execution)
     logs["images_per_second"] = monitor.images_per_second
     logs["train_seconds"] = monitor.train_seconds
     logs["mean_images_per_second"] = (monitor.steps_run * config.batch_size

@@ -492,3 +492,48 @@ def test_a_workdir_from_before_new_model_arguments_still_resumes(tmp_path):
     other = dataclasses.replace(config, steps=3, bn_momentum=0.9)
     with pytest.raises(training.ConfigError, match="batch_norm_momentum: 0.99 != 0.9"):
         training.run(other)
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_steps_per_execution_equals_single_steps(mirrored, replicas):
+    """5 steps in calls of 3 (a 3-step call, then a 2-step one) end with the weights, optimizer
+    state and metrics of 5 single steps; the batch hooks run after steps 3 and 5."""
+    strategy = mirrored if replicas == 2 else tf.distribute.get_strategy()
+    images = tf.random.stateless_uniform([8, 16, 16, 3], seed=[1, 2], minval=-1, maxval=1)
+    batch = tf.data.Dataset.from_tensors((images, tf.zeros([8], tf.int32))).repeat()
+    if replicas == 2:
+        batch = mirrored.experimental_distribute_dataset(batch)
+    single = _twin_gans(strategy)
+    start = [np.asarray(w) for w in single.generator.weights + single.discriminator.weights]
+    grouped = _twin_gans(strategy, start)
+    seen = []
+
+    class Steps(keras.callbacks.Callback):
+        def on_train_batch_end(self, b, logs=None):
+            seen.append((b, int(self.model.step.numpy())))
+
+    logs_single = loop.train(single, strategy, batch, 5)
+    logs_grouped = loop.train(grouped, strategy, batch, 5, [Steps()], steps_per_execution=3)
+    assert seen == [(2, 3), (4, 5)]
+    for key in logs_single:
+        np.testing.assert_allclose(logs_grouped[key], logs_single[key], rtol=1e-5, atol=1e-6)
+    for a, b in zip(single.generator.weights + single.discriminator.weights,
+                    grouped.generator.weights + grouped.discriminator.weights):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-5, err_msg=a.path)
+
+
+def test_steps_per_execution_in_a_run_keeps_every_cadence(tmp_path):
+    config = training.TrainConfig(workdir=str(tmp_path / "run"), preset="dcgan_32", base_channels=8,
+                                  steps=6, batch_size=4, export=False, g_attention=(),
+                                  d_attention=(), steps_per_execution=2, log_every=2,
+                                  sample_every=4, checkpoint_every=4)
+    result = training.run(config)
+    assert result["step"] == 6
+    assert checkpoints.checkpoint_steps(str(tmp_path / "run" / "checkpoints")) == [6, 4]
+    assert sorted(os.listdir(tmp_path / "run" / "samples")) == ["step_0000004.png",
+                                                                "step_0000006.png"]
+    summary = json.load(open(tmp_path / "run" / "summary.json"))
+    assert summary["steps_run"] == 6
+    with pytest.raises(training.ConfigError, match="--log_every=50 must be a multiple of "
+                       "--steps_per_execution=8"):
+        dataclasses.replace(config, steps_per_execution=8, log_every=50)
