@@ -344,7 +344,9 @@ def main(argv):
         print(f"read {FLAGS.generator}{' and ' + FLAGS.discriminator if discriminator else ''}:"
               f" z_dim {info['z_dim']}, conv_dim {info['conv_dim']}; sigma at its fixed point "
               f"differs from heykeetae's next forward by at most {info['sigma_change']:.2e} "
-              "(relative)", flush=True)
+              "(relative)" + (": its u had not settled (an untrained or briefly trained model), "
+                              "so its images depend on how often it was called"
+                              if info["sigma_change"] > 1e-2 else ""), flush=True)
         if FLAGS.workdir:
             path = write_workdir(FLAGS.workdir, generator, discriminator, info, FLAGS.dataset)
             print(f"wrote {path} (resume: python -m sagan_tf.train --preset={PRESET} "
