@@ -100,38 +100,40 @@ def _plain_entries(prefix, layer):
             (f"{prefix}.bias", tuple(layer.bias.shape), ("bias", layer))]
 
 
-def generator_entries(generator):
-    """[(key, PyTorch shape, target or None)] of heykeetae's 64 px Generator, in
-    its `state_dict` order, for a built `heykeetae_64` generator."""
+def _batch_norm_entries(prefix, norm):
+    channels = (int(norm.gamma.shape[0]),)
+    return [(f"{prefix}.weight", channels, ("gamma", norm)),
+            (f"{prefix}.bias", channels, ("beta", norm)),
+            (f"{prefix}.running_mean", channels, ("moving_mean", norm)),
+            (f"{prefix}.running_var", channels, ("moving_variance", norm)),
+            (f"{prefix}.num_batches_tracked", (), None)]
+
+
+def _model_entries(net, last):
+    """heykeetae's layout: `l{i}` = SN conv (+ BatchNorm in G) per stage, `last`, then
+    `attn1`, `attn2` in forward order."""
     entries, attentions = [], []
-    for i, (conv, bn, attention) in enumerate(generator.stages):
+    for i, (conv, bn, attention) in enumerate(net.stages):
         entries += _sn_entries(f"l{i + 1}.0", conv)
-        norm = bn.batch_norm
-        channels = (int(norm.gamma.shape[0]),)
-        entries += [(f"l{i + 1}.1.weight", channels, ("gamma", norm)),
-                    (f"l{i + 1}.1.bias", channels, ("beta", norm)),
-                    (f"l{i + 1}.1.running_mean", channels, ("moving_mean", norm)),
-                    (f"l{i + 1}.1.running_var", channels, ("moving_variance", norm)),
-                    (f"l{i + 1}.1.num_batches_tracked", (), None)]
+        if bn is not None:
+            entries += _batch_norm_entries(f"l{i + 1}.1", bn.batch_norm)
         if attention is not None:
             attentions.append(attention)
-    entries += _plain_entries("last.0", generator.to_rgb)
+    entries += _plain_entries("last.0", last)
     for j, attention in enumerate(attentions):
         entries += _attention_entries(f"attn{j + 1}", attention)
     return entries
+
+
+def generator_entries(generator):
+    """[(key, PyTorch shape, target or None)] of heykeetae's 64 px Generator (52 keys)
+    for a built `heykeetae_64` generator."""
+    return _model_entries(generator, generator.to_rgb)
 
 
 def discriminator_entries(discriminator):
-    """Like `generator_entries`, for heykeetae's 64 px Discriminator."""
-    entries, attentions = [], []
-    for i, (conv, _, attention) in enumerate(discriminator.stages):
-        entries += _sn_entries(f"l{i + 1}.0", conv)
-        if attention is not None:
-            attentions.append(attention)
-    entries += _plain_entries("last.0", discriminator.head)
-    for j, attention in enumerate(attentions):
-        entries += _attention_entries(f"attn{j + 1}", attention)
-    return entries
+    """Like `generator_entries`, for heykeetae's 64 px Discriminator (32 keys)."""
+    return _model_entries(discriminator, discriminator.head)
 
 
 OPTIONAL_KEYS = re.compile(r".*\.num_batches_tracked$")  # absent in PyTorch < 0.4.1 files
