@@ -41,6 +41,8 @@ flags.DEFINE_integer("batch", 64, "Batch size.")
 flags.DEFINE_integer("steps", 10, "Timed iterations (after 3 warm-up ones).")
 flags.DEFINE_boolean("xla", False, "jit_compile the train step.")
 flags.DEFINE_integer("steps_per_execution", 1, "--mode=train: steps per tf.function call.")
+flags.DEFINE_float("ema_decay", 0.0, "--mode=train: keep an EMA generator (as --ema_decay of "
+                   "train), to time its update.")
 flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"], "Precision.")
 flags.DEFINE_enum("attention_variant", None, ["paper", "official"], "--mode=train: the "
                   "attention variant (default: the preset's).")
@@ -101,7 +103,8 @@ def _preset(preset, imsize):
 
 
 def _train_images_per_second(preset, batch, steps, xla, precision, no_attention=False,
-                             count_flops=False, variant=None, steps_per_execution=1):
+                             count_flops=False, variant=None, steps_per_execution=1,
+                             ema_decay=0.0):
     from sagan_tf import loop
     from sagan_tf.gan import SAGAN
     from sagan_tf.models import Discriminator, Generator
@@ -111,7 +114,7 @@ def _train_images_per_second(preset, batch, steps, xla, precision, no_attention=
     if variant:
         overrides["attention_variant"] = variant
     g, d = Generator.from_preset(preset, **overrides), Discriminator.from_preset(preset, **overrides)
-    gan = SAGAN(g, d)
+    gan = SAGAN(g, d, ema_decay=ema_decay)
     gan.compile(keras.optimizers.Adam(1e-4, beta_1=0.0, beta_2=0.9),
                 keras.optimizers.Adam(4e-4, beta_1=0.0, beta_2=0.9), jit_compile=xla)
     gan.build_optimizers()
@@ -133,16 +136,19 @@ def _train_images_per_second(preset, batch, steps, xla, precision, no_attention=
 
 
 def bench_train(preset, batch, steps, xla, precision, attention_share=False, count_flops=True,
-                variant=None, steps_per_execution=1):
+                variant=None, steps_per_execution=1, ema_decay=0.0):
     ips, gflop = _train_images_per_second(preset, batch, steps, xla, precision,
                                           count_flops=count_flops, variant=variant,
-                                          steps_per_execution=steps_per_execution)
+                                          steps_per_execution=steps_per_execution,
+                                          ema_decay=ema_decay)
     fields = dict(mode="train", preset=preset, imsize=int(preset.rsplit("_", 1)[1]), batch=batch,
                   xla=xla, precision=precision, img_per_s=round(ips, 2))
     if variant:
         fields["attention_variant"] = variant
     if steps_per_execution > 1:
         fields["steps_per_execution"] = steps_per_execution
+    if ema_decay:
+        fields["ema_decay"] = ema_decay
     if gflop:
         peak = matmul_peak_gflops()
         fields.update(gflop_per_img=round(gflop, 3), achieved_gflops=round(ips * gflop, 1),
@@ -273,7 +279,7 @@ def main(argv):
         if mode == "train":
             bench_train(preset, FLAGS.batch, FLAGS.steps, FLAGS.xla, FLAGS.precision,
                         FLAGS.attention_share, FLAGS.flops, FLAGS.attention_variant,
-                        FLAGS.steps_per_execution)
+                        FLAGS.steps_per_execution, FLAGS.ema_decay)
         elif mode == "generate":
             bench_generate(preset, FLAGS.batch, FLAGS.steps, FLAGS.xla, FLAGS.precision)
         elif mode == "data":
