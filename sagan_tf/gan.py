@@ -8,6 +8,9 @@ from sagan_tf import losses
 from sagan_tf.models import Generator
 
 
+FAKE_LABELS = ("real", "uniform")
+
+
 class SAGAN(keras.Model):
     """Adversarial training of a generator and a discriminator.
 
@@ -56,8 +59,8 @@ class SAGAN(keras.Model):
         self.discriminator = discriminator
         self.loss_name = loss
         self.d_loss_fn, self.g_loss_fn = losses.get(loss)
-        if fake_labels not in ("real", "uniform"):
-            raise ValueError("SAGAN: argument `fake_labels` must be 'real' or 'uniform'; "
+        if fake_labels not in FAKE_LABELS:
+            raise ValueError(f"SAGAN: argument `fake_labels` must be one of {FAKE_LABELS}; "
                              f"received {fake_labels!r}.")
         self.fake_labels = fake_labels
         self.d_steps = int(d_steps)

@@ -218,7 +218,7 @@ def infer_sizes(g_state, path):
         if key not in g_state:
             raise ImportError_(f"{path} is not a heykeetae generator state_dict: key {key!r} "
                                "is missing")
-    z_dim, first = g_state["l1.0.module.weight_bar"].shape[:2]
+    z_dim = g_state["l1.0.module.weight_bar"].shape[0]
     conv_dim = g_state["last.0.weight"].shape[0]
     return int(z_dim), int(conv_dim)
 

@@ -59,7 +59,7 @@ flags.DEFINE_float("beta1", 0.0, "Adam beta1.")
 flags.DEFINE_float("beta2", 0.9, "Adam beta2: 0.9 as the PyTorch SAGAN, 0.999 as the official code.")
 flags.DEFINE_float("adam_epsilon", 1e-8, "Adam epsilon (1e-8 as PyTorch and TF1; Keras's "
                    "default is 1e-7).")
-flags.DEFINE_enum("fake_labels", "real", ["real", "uniform"], "Conditional models: labels of the "
+flags.DEFINE_enum("fake_labels", "real", list(training.FAKE_LABELS), "Conditional models: labels of the "
                   "generated batch: those of the real batch, or drawn uniformly over the classes "
                   "(the official code).")
 flags.DEFINE_integer("d_steps", 1, "Discriminator updates per generator update.")

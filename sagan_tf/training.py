@@ -18,13 +18,12 @@ from absl import logging
 
 from sagan_tf import callbacks as cb
 from sagan_tf import augment, checkpoints, data, loop, losses
-from sagan_tf.gan import SAGAN
+from sagan_tf.gan import FAKE_LABELS, SAGAN
 from sagan_tf.models import Discriminator, Generator
 from sagan_tf.models import presets as P
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
-FAKE_LABELS = ("real", "uniform")
 
 
 class ConfigError(ValueError):

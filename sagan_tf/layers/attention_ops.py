@@ -14,10 +14,16 @@ of `B * N * M`.
 import tensorflow as tf
 
 
+def attention_map(q, k):
+    """softmax_j(q_i . k_j) in float32: q (B, N, d), k (B, M, d) -> (B, N, M)."""
+    return tf.nn.softmax(
+        tf.cast(tf.matmul(q, k, transpose_b=True), tf.float32), axis=-1
+    )
+
+
 def dense_attention(q, k, v):
     """q (B, N, d), k (B, M, d), v (B, M, c) -> (o (B, N, c), attention (B, N, M))."""
-    energy = tf.matmul(q, k, transpose_b=True)  # (B, N, M)
-    attention = tf.nn.softmax(tf.cast(energy, tf.float32), axis=-1)
+    attention = attention_map(q, k)  # (B, N, M) float32
     o = tf.matmul(tf.cast(attention, v.dtype), v)  # (B, N, c)
     return o, attention
 
@@ -26,8 +32,7 @@ def dense_attention(q, k, v):
 def dense_output(q, k, v):
     """Same output as `dense_attention(q, k, v)[0]`; its gradient makes 2 elementwise
     passes over the (B, N, M) map where autodiff makes 4."""
-    attention = _tile_softmax(q, k)  # (B, N, M) float32
-    o = tf.matmul(tf.cast(attention, v.dtype), v)  # (B, N, c)
+    o, attention = dense_attention(q, k, v)  # (B, N, c), (B, N, M) float32
 
     def grad(do):
         a = tf.cast(attention, v.dtype)
@@ -59,16 +64,10 @@ def tiled_attention(q, k, v, tile_size):
     return o[:, :n]
 
 
-def _tile_softmax(q_tile, k):
-    return tf.nn.softmax(
-        tf.cast(tf.matmul(q_tile, k, transpose_b=True), tf.float32), axis=-1
-    )  # (B, tile, M)
-
-
 @tf.custom_gradient
 def _tiled_attention_core(q_tiles, k, v):
     def forward(q_tile):
-        attention = _tile_softmax(q_tile, k)
+        attention = attention_map(q_tile, k)
         return tf.matmul(tf.cast(attention, v.dtype), v)  # (B, tile, c)
 
     o_tiles = tf.map_fn(
@@ -85,7 +84,7 @@ def _tiled_attention_core(q_tiles, k, v):
 
         def body(i, dq_acc, dk, dv):
             q_tile = tf.cast(q_tiles[i], tf.float32)
-            attention = _tile_softmax(q_tiles[i], k)  # (B, tile, M)
+            attention = attention_map(q_tiles[i], k)  # (B, tile, M)
             do = tf.cast(do_tiles[i], tf.float32)  # (B, tile, c)
             dv += tf.matmul(attention, do, transpose_a=True)  # (B, M, c)
             d_att = tf.matmul(do, v32, transpose_b=True)  # (B, tile, M)

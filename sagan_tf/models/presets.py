@@ -18,11 +18,11 @@ Families:
 """
 
 ARCHITECTURES = ("dcgan", "resnet", "baseline")
+IMAGE_SIZES = (16, 32, 64, 128)
 
 # Model arguments of the heykeetae preset (besides its architecture and attention).
 HEYKEETAE = dict(attention_spectral_norm=False, kernel_initializer="pytorch")
 HEYKEETAE_G = dict(HEYKEETAE, sn_transpose_flatten="input", batch_norm_momentum=0.9)
-IMAGE_SIZES = (16, 32, 64, 128)
 
 # resnet G: (channel multiplier of the 4x4 input, multipliers of the up-sampling blocks).
 RESNET_G = {
