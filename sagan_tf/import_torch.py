@@ -278,8 +278,6 @@ def load(generator_path, discriminator_path=None, z_dim=None, imsize=IMAGE_SIZE,
 def write_workdir(workdir, generator, discriminator, info, dataset="celeb_a"):
     """A workdir whose checkpoint (step 0, fresh Adam moments: heykeetae's files hold
     no optimizer state) `train --preset=heykeetae_64 --workdir=...` resumes from."""
-    import json
-
     import tensorflow as tf
 
     from sagan_tf import checkpoints, training
@@ -298,9 +296,8 @@ def write_workdir(workdir, generator, discriminator, info, dataset="celeb_a"):
     manager = tf.train.CheckpointManager(checkpoints.make_checkpoint(gan),
                                          os.path.join(workdir, "checkpoints"), max_to_keep=1)
     path = manager.save(checkpoint_number=0)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        json.dump({"architecture": architecture, "imported_from": info}, f, indent=1,
-                  default=str)
+    training.write_json(os.path.join(workdir, "config.json"),
+                        {"architecture": architecture, "imported_from": info})
     return path
 
 

@@ -345,7 +345,7 @@ def _run_locked(config, strategy, gan, info, num_classes, architecture, chief):
                 logging.warning("--%s changed on resume: %g (checkpoint) -> %g", name, restored, lr)
                 optimizer.learning_rate.assign(lr)
     if chief:
-        _write_json(os.path.join(config.workdir, "config.json"),
+        write_json(os.path.join(config.workdir, "config.json"),
                     {"architecture": architecture, "flags": dataclasses.asdict(config),
                      "dataset": dataclasses.asdict(info)})
     else:
@@ -434,12 +434,12 @@ def _train(config, strategy, gan, manager, info, num_classes, start, remaining, 
         step, result = evaluation.history[-1]
         logs["evaluation"] = dict(result, step=step)
     if chief:
-        _write_json(os.path.join(config.workdir, "summary.json"),
+        write_json(os.path.join(config.workdir, "summary.json"),
                     dict(logs, step=int(gan.step.numpy()), steps_run=monitor.steps_run))
     return logs
 
 
-def _write_json(path, value):
+def write_json(path, value):
     """Writes `value` as JSON through a temporary file, so readers never see half a file."""
     with open(path + ".tmp", "w") as f:
         json.dump(value, f, indent=1, default=str)
