@@ -4,13 +4,16 @@ import keras
 from keras import ops
 
 from sagan_tf.layers.conditional_batch_norm import ConditionalBatchNormalization
+from sagan_tf.layers.pointwise_conv import PointwiseConv2D
 from sagan_tf.layers.spectral_norm import SpectralNormalization
 
 
 def sn_conv(filters, kernel_size, name, use_spectral_norm=True, dtype=None,
             kernel_initializer="glorot_uniform", **kwargs):
-    """A `Conv2D` ('same' padding), spectral-normalized unless told otherwise."""
-    conv = keras.layers.Conv2D(
+    """A `Conv2D` ('same' padding; a `PointwiseConv2D` when 1x1), spectral-normalized
+    unless told otherwise."""
+    conv_class = PointwiseConv2D if kernel_size in (1, (1, 1)) else keras.layers.Conv2D
+    conv = conv_class(
         filters, kernel_size, padding="same", kernel_initializer=kernel_initializer,
         dtype=dtype, name=name, **kwargs
     )

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from sagan_tf.layers import attention_ops
+from sagan_tf.layers.pointwise_conv import PointwiseConv2D
 from sagan_tf.layers.spectral_norm import SpectralNormalization
 
 VARIANTS = ("paper", "official")
@@ -82,9 +83,8 @@ class SelfAttention2D(keras.layers.Layer):
         self.power_iterations = power_iterations
 
     def _conv(self, filters, name):
-        conv = keras.layers.Conv2D(
+        conv = PointwiseConv2D(
             filters,
-            1,
             use_bias=self.use_bias,
             kernel_initializer=self.kernel_initializer,
             dtype=self.dtype_policy,
