@@ -38,7 +38,8 @@ flags.DEFINE_integer("query_tile_size", 1024, "--mode=attention: queries per blo
 flags.DEFINE_string("preset", None, "Model preset (default: dcgan_64).")
 flags.DEFINE_integer("imsize", None, "Image size; picks the preset's family at that size.")
 flags.DEFINE_integer("batch", 64, "Batch size.")
-flags.DEFINE_integer("steps", 10, "Timed iterations (after 3 warm-up ones).")
+flags.DEFINE_integer("steps", 10, "Timed iterations (after 3 warm-up ones); --mode=train "
+                     "prints the median.")
 flags.DEFINE_boolean("xla", False, "jit_compile the train step.")
 flags.DEFINE_integer("steps_per_execution", 1, "--mode=train: steps per tf.function call.")
 flags.DEFINE_float("ema_decay", 0.0, "--mode=train: keep an EMA generator (as --ema_decay of "
@@ -47,7 +48,8 @@ flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_f
 flags.DEFINE_enum("attention_variant", None, ["paper", "official"], "--mode=train: the "
                   "attention variant (default: the preset's).")
 flags.DEFINE_boolean("attention_share", False, "--mode=train: also time the preset without its "
-                     "attention layers and print the attention's share of a step.")
+                     "attention layers (steps alternating between the two models) and print "
+                     "the attention's share of a step.")
 flags.DEFINE_boolean("flops", True, "--mode=train: count the step's FLOPs per image (TF "
                      "profiler on the step's graph) and print the fraction of this machine's "
                      "float32 matmul peak (a 2048x2048 tf.matmul, timed in the same run).")
@@ -102,10 +104,7 @@ def _preset(preset, imsize):
     return preset
 
 
-def _train_images_per_second(preset, batch, steps, xla, precision, no_attention=False,
-                             count_flops=False, variant=None, steps_per_execution=1,
-                             ema_decay=0.0):
-    from sagan_tf import loop
+def _build_gan(preset, precision, xla, no_attention=False, variant=None, ema_decay=0.0):
     from sagan_tf.gan import SAGAN
     from sagan_tf.models import Discriminator, Generator
 
@@ -118,29 +117,47 @@ def _train_images_per_second(preset, batch, steps, xla, precision, no_attention=
     gan.compile(keras.optimizers.Adam(1e-4, beta_1=0.0, beta_2=0.9),
                 keras.optimizers.Adam(4e-4, beta_1=0.0, beta_2=0.9), jit_compile=xla)
     gan.build_optimizers()
-    size = g.image_size
-    images = tf.random.uniform([batch, size, size, 3], -1, 1)
-    ds = tf.data.Dataset.from_tensors((images, tf.zeros([batch], tf.int32))).repeat()
-    times = []
+    return gan
 
-    class Timer(keras.callbacks.Callback):
-        def on_train_batch_end(self, step, logs=None):
-            times.append(time.perf_counter())
 
-    # The loop `python -m sagan_tf.train` runs; the first 3 calls are warm-up.
+def _images_per_second(gans, batch, steps, steps_per_execution=1):
+    """Training img/s of each GAN: the median over `steps` timed calls of the step
+    function `python -m sagan_tf.train` runs (`loop.make_step_function`), after 3
+    warm-up calls. With several GANs the calls alternate (one of each in turn), so a
+    change in the machine's speed during the run (other tenants) hits all of them alike
+    and their ratio stays meaningful."""
+    from sagan_tf import loop
+
     k = steps_per_execution
-    loop.train(gan, tf.distribute.get_strategy(), ds, (steps + 3) * k, [Timer()], k)
-    ips = steps * k * batch / (times[-1] - times[2])
-    gflop = step_gflop_per_image(gan, batch) if count_flops else None
-    return ips, gflop
+    runs = []
+    for gan in gans:
+        size = gan.generator.image_size
+        images = tf.random.uniform([batch, size, size, gan.discriminator.input_channels], -1, 1)
+        ds = tf.data.Dataset.from_tensors((images, tf.zeros([batch], tf.int32))).repeat()
+        step = loop.make_step_function(gan, tf.distribute.get_strategy(), k)
+        iterator = iter(ds)
+        call = (lambda step=step, it=iterator: step(it)) if k == 1 else \
+            (lambda step=step, it=iterator: step(it, tf.constant(k)))
+        for _ in range(3):
+            tf.nest.map_structure(lambda t: t.numpy(), call())
+        runs.append((call, []))
+    for _ in range(steps):
+        for call, times in runs:
+            start = time.perf_counter()
+            tf.nest.map_structure(lambda t: t.numpy(), call())  # the metric reads the loop makes
+            times.append(time.perf_counter() - start)
+    return [k * batch / float(np.median(times)) for _, times in runs]
 
 
 def bench_train(preset, batch, steps, xla, precision, attention_share=False, count_flops=True,
                 variant=None, steps_per_execution=1, ema_decay=0.0):
-    ips, gflop = _train_images_per_second(preset, batch, steps, xla, precision,
-                                          count_flops=count_flops, variant=variant,
-                                          steps_per_execution=steps_per_execution,
-                                          ema_decay=ema_decay)
+    gans = [_build_gan(preset, precision, xla, variant=variant, ema_decay=ema_decay)]
+    if attention_share:
+        gans.append(_build_gan(preset, precision, xla, no_attention=True, variant=variant,
+                               ema_decay=ema_decay))
+    rates = _images_per_second(gans, batch, steps, steps_per_execution)
+    gflops = [step_gflop_per_image(gan, batch) for gan in gans] if count_flops else None
+    ips = rates[0]
     fields = dict(mode="train", preset=preset, imsize=int(preset.rsplit("_", 1)[1]), batch=batch,
                   xla=xla, precision=precision, img_per_s=round(ips, 2))
     if variant:
@@ -149,18 +166,17 @@ def bench_train(preset, batch, steps, xla, precision, attention_share=False, cou
         fields["steps_per_execution"] = steps_per_execution
     if ema_decay:
         fields["ema_decay"] = ema_decay
-    if gflop:
+    if gflops:
         peak = matmul_peak_gflops()
-        fields.update(gflop_per_img=round(gflop, 3), achieved_gflops=round(ips * gflop, 1),
-                      matmul_peak_gflops=round(peak, 1), peak_fraction=round(ips * gflop / peak, 3))
+        fields.update(gflop_per_img=round(gflops[0], 3), achieved_gflops=round(ips * gflops[0], 1),
+                      matmul_peak_gflops=round(peak, 1),
+                      peak_fraction=round(ips * gflops[0] / peak, 3))
     if attention_share:
-        plain, plain_gflop = _train_images_per_second(preset, batch, steps, xla, precision,
-                                                      no_attention=True, count_flops=bool(gflop))
         # Share of a step's time: (t_with - t_without) / t_with; of its FLOPs likewise.
-        fields.update(img_per_s_no_attention=round(plain, 2),
-                      attention_share=round(1.0 - ips / plain, 3))
-        if gflop:
-            fields["attention_flop_share"] = round(1.0 - plain_gflop / gflop, 3)
+        fields.update(img_per_s_no_attention=round(rates[1], 2),
+                      attention_share=round(1.0 - ips / rates[1], 3))
+        if gflops:
+            fields["attention_flop_share"] = round(1.0 - gflops[1] / gflops[0], 3)
     _emit(**fields)
 
 
