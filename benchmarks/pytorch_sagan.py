@@ -13,6 +13,7 @@ Prints one JSON line like sagan_tf.benchmark.
 import argparse
 import json
 import resource
+import statistics
 import time
 
 import torch
@@ -92,11 +93,12 @@ def main():
 
     for _ in range(3):
         step()
-    start = time.perf_counter()
-    for _ in range(args.steps):
+    times = []
+    for _ in range(args.steps):  # the median step, as sagan_tf.benchmark reports
+        start = time.perf_counter()
         step()
-    elapsed = time.perf_counter() - start
-    ips = args.steps * args.batch / elapsed
+        times.append(time.perf_counter() - start)
+    ips = args.batch / statistics.median(times)
     with FlopCounterMode(display=False) as counter:  # convolutions and matmuls of one step
         step()
     gflop = counter.get_total_flops() / args.batch / 1e9
