@@ -135,18 +135,21 @@ def _images_per_second(gans, batch, steps, steps_per_execution=1):
         images = tf.random.uniform([batch, size, size, gan.discriminator.input_channels], -1, 1)
         ds = tf.data.Dataset.from_tensors((images, tf.zeros([batch], tf.int32))).repeat()
         step = loop.make_step_function(gan, tf.distribute.get_strategy(), k)
-        iterator = iter(ds)
-        call = (lambda step=step, it=iterator: step(it)) if k == 1 else \
-            (lambda step=step, it=iterator: step(it, tf.constant(k)))
-        for _ in range(3):
-            tf.nest.map_structure(lambda t: t.numpy(), call())
-        runs.append((call, []))
+        args = (iter(ds),) if k == 1 else (iter(ds), tf.constant(k))
+        runs.append((step, args, []))
+
+    def call(step, args):  # one call and the metric reads the loop makes
+        tf.nest.map_structure(lambda t: t.numpy(), step(*args))
+
+    for _ in range(3):
+        for step, args, _ in runs:
+            call(step, args)
     for _ in range(steps):
-        for call, times in runs:
+        for step, args, times in runs:
             start = time.perf_counter()
-            tf.nest.map_structure(lambda t: t.numpy(), call())  # the metric reads the loop makes
+            call(step, args)
             times.append(time.perf_counter() - start)
-    return [k * batch / float(np.median(times)) for _, times in runs]
+    return [k * batch / float(np.median(times)) for _, _, times in runs]
 
 
 def bench_train(preset, batch, steps, xla, precision, attention_share=False, count_flops=True,
