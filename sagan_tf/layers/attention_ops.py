@@ -28,11 +28,15 @@ def dense_attention(q, k, v):
     return o, attention
 
 
-def _minus_row(do, v, row):
-    """`dO V^T - row` (B, N, M) as one product: the row term rides along as one
-    more channel, `[dO, -row] . [V, 1]^T`, saving an elementwise pass over the map."""
+def _with_ones(v):
+    return tf.concat([v, tf.ones_like(v[..., :1])], axis=-1)  # (B, M, c+1)
+
+
+def _minus_row(do, v_one, row):
+    """`dO V^T - row` (B, N, M) as one product, `v_one = _with_ones(V)`: the row term
+    rides along as one more channel, `[dO, -row] . [V, 1]^T`, saving an elementwise
+    pass over the map."""
     do_row = tf.concat([do, tf.cast(-row, do.dtype)], axis=-1)  # (B, N, c+1)
-    v_one = tf.concat([v, tf.ones_like(v[..., :1])], axis=-1)  # (B, M, c+1)
     return tf.matmul(do_row, v_one, transpose_b=True)  # (B, N, M)
 
 
@@ -47,7 +51,7 @@ def dense_output(q, k, v):
         dv = tf.matmul(a, do, transpose_a=True)  # (B, M, c)
         row = tf.reduce_sum(tf.cast(do, tf.float32) * tf.cast(o, tf.float32), axis=-1,
                             keepdims=True)  # (B, N, 1): sum_j dA_ij A_ij
-        d_att = tf.cast(_minus_row(do, v, row), tf.float32)  # (B, N, M): dA_ij - row_i
+        d_att = tf.cast(_minus_row(do, _with_ones(v), row), tf.float32)  # (B, N, M): dA_ij - row_i
         d_energy = tf.cast(attention * d_att, q.dtype)  # (B, N, M)
         dq = tf.matmul(d_energy, k)  # (B, N, d)
         dk = tf.matmul(d_energy, q, transpose_a=True)  # (B, M, d)
@@ -88,6 +92,7 @@ def _tiled_attention_core(q_tiles, k, v):
     def grad(do_tiles):
         num_tiles = tf.shape(q_tiles)[0]
         v32 = tf.cast(v, tf.float32)
+        v32_one = _with_ones(v32)  # built once, not per tile
         k32 = tf.cast(k, tf.float32)
 
         def body(i, dq_acc, dk, dv):
@@ -97,7 +102,7 @@ def _tiled_attention_core(q_tiles, k, v):
             dv += tf.matmul(attention, do, transpose_a=True)  # (B, M, c)
             # sum_j dA_ij A_ij = dO_i . O_i: a (B, tile, c) product, not (B, tile, M).
             row = tf.reduce_sum(do * tf.cast(o_tiles[i], tf.float32), axis=-1, keepdims=True)
-            d_energy = attention * _minus_row(do, v32, row)  # (B, tile, M)
+            d_energy = attention * _minus_row(do, v32_one, row)  # (B, tile, M)
             dq_acc = dq_acc.write(i, tf.matmul(d_energy, k32))  # (B, tile, d)
             dk += tf.matmul(d_energy, q_tile, transpose_a=True)  # (B, M, d)
             return i + 1, dq_acc, dk, dv
