@@ -21,6 +21,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from sagan_tf.visualize import to_rgb
+
 INCEPTION_INPUT = "ExpandDims:0"
 INCEPTION_POOL = "pool_3:0"
 INCEPTION_WEIGHTS = "softmax/weights:0"
@@ -38,10 +40,6 @@ def check_range(images):
     if low < -1.0001 or high > 1.0001:
         raise BackboneError(f"images must be in [-1, 1]; got values in [{low:.3g}, {high:.3g}]")
     return images
-
-
-def _rgb(images):
-    return tf.image.grayscale_to_rgb(images) if images.shape[-1] == 1 else images
 
 
 class InceptionGraph:
@@ -83,7 +81,7 @@ class InceptionGraph:
     @staticmethod
     def preprocess(images):
         """[-1, 1] NHWC -> [0, 255] float32, 299x299 bilinear, 3 channels."""
-        images = (_rgb(check_range(images)) + 1.0) * 127.5
+        images = (to_rgb(check_range(images)) + 1.0) * 127.5
         return tf.image.resize(images, [299, 299], method="bilinear")
 
     def __call__(self, images):
@@ -112,7 +110,7 @@ class KerasInceptionV3:
 
     @staticmethod
     def preprocess(images):
-        images = tf.image.resize(_rgb(check_range(images)), [299, 299], method="bilinear")
+        images = tf.image.resize(to_rgb(check_range(images)), [299, 299], method="bilinear")
         return images  # InceptionV3 takes [-1, 1]
 
     def __call__(self, images):

@@ -66,7 +66,7 @@ class CheckpointSaver(keras.callbacks.Callback):
             self.manager.save(checkpoint_number=step)
         except (OSError, tf.errors.OpError) as e:
             from sagan_tf.checkpoints import remove_partial_checkpoint
-            from sagan_tf.export import free_space
+            from sagan_tf.serving import free_space
 
             remove_partial_checkpoint(self.manager.directory, step)
             message = getattr(e, "strerror", None) or getattr(e, "message", None) or str(e)
@@ -255,9 +255,9 @@ class PeriodicEvaluation(keras.callbacks.Callback):
             self.evaluate(step)  # the final model is always evaluated
 
     def evaluate(self, step):
-        from sagan_tf import evaluate
+        from sagan_tf import evaluation
 
-        result = evaluate.evaluate(evaluate.generator_sampler(self.model.sampler, self.seed),
+        result = evaluation.evaluate(evaluation.generator_sampler(self.model.sampler, self.seed),
                                    self.backbone, self.real_stats, self.num_samples,
                                    kid_subsets=20, kid_subset_size=min(500, self.num_samples))
         self.history.append((step, result))

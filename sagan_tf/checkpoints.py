@@ -12,7 +12,7 @@ import os
 
 import tensorflow as tf
 
-from sagan_tf.models import Generator
+from sagan_tf.models import Discriminator, Generator
 
 
 def checkpoint_weights(model):
@@ -60,8 +60,6 @@ def read_config(path, error=ValueError):
 def with_defaults(architecture):
     """`architecture` with the model arguments a config.json written before they existed
     lacks filled in with their defaults (what that run's models were built with)."""
-    from sagan_tf.models import Discriminator
-
     filled = dict(architecture)
     for net, cls in (("generator", Generator), ("discriminator", Discriminator)):
         try:

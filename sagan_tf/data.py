@@ -22,7 +22,9 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-IMAGE_SIZES = (16, 32, 64, 128)
+from sagan_tf.models.presets import IMAGE_SIZES
+from sagan_tf.visualize import to_rgb
+
 TFDS_DATASETS = {
     # name: (label feature or None, default center crop or None = central square)
     "celeb_a": (None, 140),
@@ -81,9 +83,13 @@ class DataSpec:
                             f"use one of {list(IMAGE_SIZES)}")
         if self.channels not in (1, 3):
             raise DataError(f"channels must be 1 or 3; got {self.channels}")
-        if not (self.dataset in TFDS_DATASETS or self.dataset in OFFLINE_DATASETS
-                or self.dataset.startswith("folder:")):
-            raise DataError(f"unknown dataset {self.dataset!r}; known: {', '.join(KNOWN_DATASETS)}")
+        check_dataset_name(self.dataset)
+
+
+def check_dataset_name(name):
+    """Raises DataError unless `name` is a dataset this module reads."""
+    if not (name in TFDS_DATASETS or name in OFFLINE_DATASETS or name.startswith("folder:")):
+        raise DataError(f"unknown dataset {name!r}; known: {', '.join(KNOWN_DATASETS)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +115,7 @@ def center_crop_resize(image, size, crop=None):
 
 def _set_channels(image, channels):
     if channels == 3:
-        return tf.image.grayscale_to_rgb(image) if image.shape[-1] == 1 else image
+        return to_rgb(image)
     return tf.image.rgb_to_grayscale(image) if image.shape[-1] == 3 else image
 
 

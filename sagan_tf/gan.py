@@ -5,7 +5,6 @@ import tensorflow as tf
 
 from sagan_tf import augment as aug
 from sagan_tf import losses
-from sagan_tf.models import Generator
 
 
 FAKE_LABELS = ("real", "uniform")
@@ -26,8 +25,8 @@ class SAGAN(keras.Model):
     step and a resumed run continues the same random stream.
 
     Args:
-        generator: a `Generator`.
-        discriminator: a `Discriminator`.
+        generator: a `sagan_tf.models.Generator` (any family).
+        discriminator: a `sagan_tf.models.Discriminator` (any family).
         loss: `"hinge"`, `"ns"` or `"wgan_gp"`.
         d_steps: discriminator updates per generator update.
         gp_weight: gradient-penalty weight for `wgan_gp`.
@@ -73,7 +72,7 @@ class SAGAN(keras.Model):
         self.conditional = generator.num_classes > 0
         self.ema_generator = None
         if self.ema_decay > 0:
-            self.ema_generator = Generator.from_config(generator.get_config())
+            self.ema_generator = type(generator).from_config(generator.get_config())
             self.ema_generator.build()
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
@@ -159,7 +158,7 @@ class SAGAN(keras.Model):
     def _discriminate(self, real, fake, labels, fake_labels):
         """D on real and fake: one call on both halves (one power iteration, larger
         matmuls) unless D has batch norm, whose statistics must not mix them."""
-        if self.discriminator.architecture == "baseline":
+        if self.discriminator.uses_batch_norm:
             return (self.discriminator(real, labels, training=True),
                     self.discriminator(fake, fake_labels, training=True))
         both_labels = None if labels is None else tf.concat([labels, fake_labels], 0)

@@ -1,177 +1,64 @@
-"""python -m sagan_tf.generate: PNG grids and latent interpolations from an exported model.
+"""sagan-generate (python -m sagan_tf.generate): PNG grids and latent interpolations
+from an exported model.
 
 Reads only the SavedModel (no training code, no checkpoint), so it works on any
-model written by `sagan_tf.export`:
+model written by `sagan-export` or `sagan-train`:
 
-    python -m sagan_tf.generate --model=savedmodels/mnist5k --num=64 --out=grid.png
-    python -m sagan_tf.generate --model=savedmodels/mnist5k --interpolate=10 --out=lerp.png
+    sagan-generate --model=savedmodels/mnist5k --num=64 --out=grid.png
+    sagan-generate --model=savedmodels/mnist5k --interpolate=10 --out=lerp.png
 """
 
 import os
-import sys
 
-from sagan_tf import runtime  # noqa: E402  (before TensorFlow is imported)
-
-runtime.setup()
-
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from absl import app, flags  # noqa: E402
-
-from sagan_tf import visualize  # noqa: E402
-
-FLAGS = flags.FLAGS
+from sagan_tf import cli
 
 
-def _define_flags():
-    flags.DEFINE_string("model", None, "savedmodels/NAME (latest version) or a version directory.")
-    flags.DEFINE_integer("version", None, "Version to load (default: the highest).")
-    flags.DEFINE_integer("num", 64, "Images in the grid.", lower_bound=1, upper_bound=1024)
-    flags.DEFINE_string("out", "samples.png", "Output PNG path (.png).")
-    flags.DEFINE_float("truncation", 2.0, "Truncate z to [-t, t], t in (0, 2]; smaller = safer, "
-                       "less varied samples (the default 2 barely truncates).")
-    flags.DEFINE_list("labels", None, "Class labels for conditional models: one row per listed "
-                      "class, --num // len(labels) images each (at least 1).")
-    flags.DEFINE_integer("interpolate", 0, "If > 0: rows of STEPS images interpolating between "
-                         "two latents.", lower_bound=0, upper_bound=64)
-    flags.DEFINE_integer("rows", 8, "Interpolation rows.", lower_bound=1, upper_bound=64)
-    flags.DEFINE_integer("seed", 0, "Random seed.", lower_bound=0, upper_bound=2**63 - 1)
-
-class GenerateError(RuntimeError):
-    pass
-
-
-def resolve_model_dir(model, version=None):
-    """The version directory holding saved_model.pb."""
-    if model is None:
-        raise GenerateError("--model is required")
-    if version is None and os.path.exists(os.path.join(model, "saved_model.pb")):
-        return model
-    if not os.path.isdir(model):
-        raise GenerateError(f"model directory {model} does not exist")
-    versions = sorted(int(d) for d in os.listdir(model) if d.isdigit())
-    if version is not None:
-        versions = [v for v in versions if v == version]
-    for v in reversed(versions):
-        path = os.path.join(model, str(v))
-        if os.path.exists(os.path.join(path, "saved_model.pb")):
-            return path
-    which = f"version {version}" if version is not None else "any version"
-    raise GenerateError(f"no SavedModel under {model} ({which})")
-
-
-def load_model(path):
-    """`tf.saved_model.load(path)`; any failure (truncated or corrupt files fail in
-    many ways) is a one-line GenerateError naming the path."""
-    try:
-        return tf.saved_model.load(path)
-    except Exception as e:  # noqa: BLE001
-        message = getattr(e, "message", None) or str(e)
-        raise GenerateError(f"cannot load the SavedModel at {path}: "
-                            f"{' '.join(message.split())[:200]}") from None
-
-
-def parse_labels(labels):
-    """`["0", "3"]` -> [0, 3]; a value that is not an integer is a GenerateError."""
-    values = []
-    for value in labels or []:
-        try:
-            values.append(int(value))
-        except ValueError:
-            raise GenerateError(f"--labels must be comma-separated integers; got {value!r}") from None
-    return values
-
-
-def _call(fn, **kwargs):
-    from sagan_tf.export import graph_error_message
-
-    kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    try:
-        return fn(**kwargs)["images"].numpy()
-    except tf.errors.InvalidArgumentError as e:
-        raise GenerateError(graph_error_message(e)) from None
-
-
-def grid(loaded, num, truncation, labels, seed):
-    """A grid of `num` samples; for a conditional model with `labels`, one row per
-    listed class (`num // len(labels)` images each, at least 1), like the training
-    grids; without labels, random classes."""
-    labels = parse_labels(labels)
-    columns = None
-    label_tensor = None
-    if int(loaded.num_classes.numpy()):
-        label_tensor = tf.constant([], tf.int32)
-        if labels:
-            columns = max(1, num // len(labels))
-            num = columns * len(labels)
-            label_tensor = tf.constant(np.repeat(labels, columns), tf.int32)
-    images = _call(loaded.signatures["generate"], seed=tf.constant(seed, tf.int64),
-                   num=tf.constant(num, tf.int32), truncation=tf.constant(truncation, tf.float32),
-                   labels=label_tensor)
-    return visualize.make_grid(images, columns=columns)
-
-
-def slerp(a, b, t):
-    a_n, b_n = a / np.linalg.norm(a), b / np.linalg.norm(b)
-    omega = np.arccos(np.clip(np.dot(a_n, b_n), -1, 1))
-    if omega < 1e-6:
-        return (1 - t) * a + t * b
-    return (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
-
-
-def truncated_normal(rng, shape, truncation):
-    """Standard normal values, those outside [-truncation, truncation] redrawn."""
-    values = rng.standard_normal(shape)
-    outside = np.abs(values) > truncation
-    while outside.any():
-        values[outside] = rng.standard_normal(int(outside.sum()))
-        outside = np.abs(values) > truncation
-    return values
-
-
-def interpolation(loaded, steps, rows, labels, seed, truncation=2.0):
-    """`rows` spherical interpolations of `steps` images between two latents drawn
-    from the normal truncated to [-truncation, truncation] (points between them
-    clipped to it)."""
-    z_dim = int(loaded.z_dim.numpy())
-    rng = np.random.default_rng(seed)
-    ends = truncated_normal(rng, (rows, 2, z_dim), truncation)
-    z = np.stack([slerp(a, b, t) for a, b in ends for t in np.linspace(0, 1, steps)])
-    z = np.clip(z, -truncation, truncation)
-    row_labels = None
-    labels = parse_labels(labels)
-    if int(loaded.num_classes.numpy()):
-        base = labels or list(range(rows))
-        row_labels = tf.constant(np.repeat([base[i % len(base)] for i in range(rows)], steps), tf.int32)
-    images = _call(loaded.signatures["serving_default"], z=tf.constant(z, tf.float32),
-                   labels=row_labels)
-    return visualize.make_grid(images, columns=steps)
+def define_flags(flag_values):
+    define = cli.flag_definer(flag_values)
+    define("string", "model", None, "savedmodels/NAME (latest version) or a version directory.")
+    define("integer", "version", None, "Version to load (default: the highest).")
+    define("integer", "num", 64, "Images in the grid.", lower_bound=1, upper_bound=1024)
+    define("string", "out", "samples.png", "Output PNG path (.png).")
+    define("float", "truncation", 2.0, "Truncate z to [-t, t], t in (0, 2]; smaller = safer, "
+           "less varied samples (the default 2 barely truncates).")
+    define("list", "labels", None, "Class labels for conditional models: one row per listed "
+           "class, --num // len(labels) images each (at least 1).")
+    define("integer", "interpolate", 0, "If > 0: rows of STEPS images interpolating between "
+           "two latents.", lower_bound=0, upper_bound=64)
+    define("integer", "rows", 8, "Interpolation rows.", lower_bound=1, upper_bound=64)
+    define("integer", "seed", 0, "Random seed.", lower_bound=0, upper_bound=2**63 - 1)
 
 
 def main(argv):
-    if len(argv) > 1:
-        sys.exit(f"error: unexpected arguments {argv[1:]}")
+    from absl import flags
+
+    from sagan_tf import sampling, visualize
+
+    FLAGS = flags.FLAGS
+    cli.check_no_arguments(argv)
     try:
-        path = resolve_model_dir(FLAGS.model, FLAGS.version)
-        loaded = load_model(path)
+        path = sampling.resolve_model_dir(FLAGS.model, FLAGS.version)
+        loaded = sampling.load_model(path)
         if FLAGS.interpolate > 0:
-            image = interpolation(loaded, FLAGS.interpolate, FLAGS.rows, FLAGS.labels, FLAGS.seed,
-                                  FLAGS.truncation)
+            image = sampling.interpolation(loaded, FLAGS.interpolate, FLAGS.rows, FLAGS.labels,
+                                           FLAGS.seed, FLAGS.truncation)
         else:
-            image = grid(loaded, FLAGS.num, FLAGS.truncation, FLAGS.labels, FLAGS.seed)
+            image = sampling.grid(loaded, FLAGS.num, FLAGS.truncation, FLAGS.labels, FLAGS.seed)
         if not FLAGS.out.lower().endswith(".png") or os.path.isdir(FLAGS.out):
-            raise GenerateError(f"--out must be a .png file path; got {FLAGS.out!r}")
+            raise sampling.GenerateError(f"--out must be a .png file path; got {FLAGS.out!r}")
         if not 0 < FLAGS.truncation <= 2:
-            raise GenerateError(f"--truncation must be in (0, 2]; got {FLAGS.truncation}")
+            raise sampling.GenerateError(f"--truncation must be in (0, 2]; got {FLAGS.truncation}")
         out_dir = os.path.dirname(os.path.abspath(FLAGS.out))
         if not os.path.isdir(out_dir) or not os.access(out_dir, os.W_OK):
-            raise GenerateError(f"cannot write {FLAGS.out}: directory {out_dir} is missing or not writable")
+            raise sampling.GenerateError(f"cannot write {FLAGS.out}: directory {out_dir} is "
+                                         "missing or not writable")
         visualize.write_png(FLAGS.out, image)
-    except GenerateError as e:
-        sys.exit(f"error: {e}")
+    except sampling.GenerateError as e:
+        cli.fail(e)
     print(FLAGS.out)
 
 
+run = cli.entry_point(define_flags, main)
+
 if __name__ == "__main__":
-    _define_flags()
-    app.run(main)
+    run()

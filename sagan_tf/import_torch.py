@@ -26,6 +26,8 @@ import re
 
 import numpy as np
 
+from sagan_tf import cli
+
 PRESET = "heykeetae_64"
 IMAGE_SIZE = 64
 
@@ -281,10 +283,11 @@ def write_workdir(workdir, generator, discriminator, info, dataset="celeb_a"):
     import tensorflow as tf
 
     from sagan_tf import checkpoints, training
+    from sagan_tf.config import TrainConfig
 
-    config = training.TrainConfig(dataset=dataset, workdir=workdir, preset=PRESET,
-                                  z_dim=info["z_dim"], base_channels=info["conv_dim"],
-                                  export=False)
+    config = TrainConfig.from_flat(dataset=dataset, workdir=workdir, preset=PRESET,
+                                   z_dim=info["z_dim"], base_channels=info["conv_dim"],
+                                   export=False)
     gan = training.build_gan(config, num_classes=0)
     for target, source in ((gan.generator, generator), (gan.discriminator, discriminator)):
         for t, s in zip(target.weights, source.weights):
@@ -302,42 +305,38 @@ def write_workdir(workdir, generator, discriminator, info, dataset="celeb_a"):
 
 
 # ---------------------------------------------------------------------- CLI
-def _define_flags():
-    from absl import flags
-
-    flags.DEFINE_string("generator", None, "heykeetae generator file ({step}_G.pth).")
-    flags.DEFINE_string("discriminator", None, "heykeetae discriminator file ({step}_D.pth); "
-                        "needed for --workdir.")
-    flags.DEFINE_integer("imsize", IMAGE_SIZE, "Image size of the PyTorch model (64).")
-    flags.DEFINE_integer("z_dim", None, "Latent size, checked against the file (default: read "
-                         "from it).")
-    flags.DEFINE_integer("power_iterations", 1000, "Most power iterations run from the stored u "
-                         "to its fixed point.", lower_bound=1)
-    flags.DEFINE_string("workdir", None, "Write a training workdir (checkpoint + config.json).")
-    flags.DEFINE_string("dataset", "celeb_a", "Dataset recorded for --workdir.")
-    flags.DEFINE_string("export_name", None, "Export a SavedModel as --export_dir/NAME/VERSION.")
-    flags.DEFINE_string("export_dir", "savedmodels", "Base directory of exported models.")
+def define_flags(flag_values):
+    define = cli.flag_definer(flag_values)
+    define("string", "generator", None, "heykeetae generator file ({step}_G.pth).")
+    define("string", "discriminator", None, "heykeetae discriminator file ({step}_D.pth); "
+           "needed for --workdir.")
+    define("integer", "imsize", IMAGE_SIZE, "Image size of the PyTorch model (64).")
+    define("integer", "z_dim", None, "Latent size, checked against the file (default: read "
+           "from it).")
+    define("integer", "power_iterations", 1000, "Most power iterations run from the stored u "
+           "to its fixed point.", lower_bound=1)
+    define("string", "workdir", None, "Write a training workdir (checkpoint + config.json).")
+    define("string", "dataset", "celeb_a", "Dataset recorded for --workdir.")
+    define("string", "export_name", None, "Export a SavedModel as --export_dir/NAME/VERSION.")
+    define("string", "export_dir", "savedmodels", "Base directory of exported models.")
 
 
 def main(argv):
-    import sys
-
     from absl import flags
 
-    from sagan_tf import export
+    from sagan_tf import serving
 
     FLAGS = flags.FLAGS
-    if len(argv) > 1:
-        sys.exit(f"error: unexpected arguments {argv[1:]}")
+    cli.check_no_arguments(argv)
     if not FLAGS.generator:
-        sys.exit("error: --generator=PATH (heykeetae's {step}_G.pth) is required")
+        cli.fail("--generator=PATH (heykeetae's {step}_G.pth) is required")
     if not (FLAGS.workdir or FLAGS.export_name):
-        sys.exit("error: nothing to write: give --workdir and/or --export_name")
+        cli.fail("nothing to write: give --workdir and/or --export_name")
     if FLAGS.workdir and not FLAGS.discriminator:
-        sys.exit("error: --workdir needs --discriminator (training resumes G and D)")
+        cli.fail("--workdir needs --discriminator (training resumes G and D)")
     try:
         if FLAGS.export_name:
-            export.check_name(FLAGS.export_name)
+            serving.check_name(FLAGS.export_name)
         generator, discriminator, info = load(FLAGS.generator, FLAGS.discriminator,
                                               FLAGS.z_dim, FLAGS.imsize, FLAGS.power_iterations)
         print(f"read {FLAGS.generator}{' and ' + FLAGS.discriminator if discriminator else ''}:"
@@ -351,18 +350,14 @@ def main(argv):
             print(f"wrote {path} (resume: python -m sagan_tf.train --preset={PRESET} "
                   f"--workdir={FLAGS.workdir} --dataset={FLAGS.dataset} ...)", flush=True)
         if FLAGS.export_name:
-            path = export.export_generator(generator, FLAGS.export_dir, FLAGS.export_name,
+            path = serving.export_generator(generator, FLAGS.export_dir, FLAGS.export_name,
                                            source={"heykeetae": info})
             print(f"exported {path}", flush=True)
-    except (ImportError_, export.ExportError) as e:
-        sys.exit(f"error: {e}")
+    except (ImportError_, serving.ExportError) as e:
+        cli.fail(e)
 
+
+run = cli.entry_point(define_flags, main)
 
 if __name__ == "__main__":
-    from sagan_tf import runtime
-
-    runtime.setup()
-    from absl import app
-
-    _define_flags()
-    app.run(main)
+    run()

@@ -4,18 +4,22 @@ import numpy as np
 import tensorflow as tf
 
 
+def to_rgb(images):
+    """Grayscale images (..., 1) as RGB (..., 3), the channel repeated; RGB unchanged."""
+    return tf.image.grayscale_to_rgb(images) if images.shape[-1] == 1 else images
+
+
 def to_uint8(images):
-    """[-1, 1] float (N, H, W, C) -> uint8 (N, H, W, 3)."""
-    images = np.asarray(images, np.float32)
-    if images.shape[-1] == 1:
-        images = np.repeat(images, 3, axis=-1)
-    return np.clip(np.round((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    """[-1, 1] float images -> uint8 [0, 255] (a tensor; channels kept)."""
+    images = tf.cast(images, tf.float32)
+    return tf.cast(tf.round((tf.clip_by_value(images, -1.0, 1.0) + 1.0) * 127.5), tf.uint8)
 
 
 def make_grid(images, columns=None, pad=1):
     """uint8 or [-1, 1] images (N, H, W, C) -> one uint8 grid image (rows*H, cols*W, 3)."""
     if images.dtype != np.uint8:
         images = to_uint8(images)
+    images = np.asarray(to_rgb(images))
     n, h, w, c = images.shape
     columns = columns or int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / columns))
@@ -84,7 +88,7 @@ def attention_panels(images, attention, queries=None, min_size=128):
         uint8 (B * (1 + Q), H', W', 3): per image, the image with the query
         pixels outlined, then one heat-map overlay per query.
     """
-    images = to_uint8(images)
+    images = np.asarray(to_rgb(to_uint8(images)))
     scale = max(1, min_size // images.shape[1])  # small images: nearest upscaling
     images = images.repeat(scale, axis=1).repeat(scale, axis=2)
     attention = np.asarray(attention, np.float32)

@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 
 from sagan_tf import augment
-from sagan_tf.models import Discriminator, Generator
+from sagan_tf.models import DCGANDiscriminator, DCGANGenerator
 
 
 def _images(b=4, s=16, c=3, seed=0):
@@ -72,8 +72,8 @@ def test_draws_depend_only_on_the_seed_and_rows_slice_consistently():
 
 
 def test_gradients_flow_to_the_generator_through_every_policy():
-    g = Generator("dcgan", 16, z_dim=8, base_channels=8, attention_resolutions=(8,))
-    d = Discriminator("dcgan", 16, base_channels=8, attention_resolutions=(4,))
+    g = DCGANGenerator(16, z_dim=8, base_channels=8, attention_resolutions=(8,))
+    d = DCGANDiscriminator(16, base_channels=8, attention_resolutions=(4,))
     g.build()
     d.build()
     z = tf.random.stateless_normal([4, 8], seed=[0, 0])

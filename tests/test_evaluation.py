@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sagan_tf import backbones, evaluate, export, metrics
+from sagan_tf import backbones, evaluation, metrics, serving
 from sagan_tf import data
-from sagan_tf.models import Generator
+from sagan_tf.models import DCGANGenerator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 P = np.random.default_rng(0).normal(size=(3, 2048)).astype(np.float32)
@@ -90,8 +90,8 @@ def test_mnist_classifier_feature_space(classifier):
             s.update(classifier(images)[0])
         return s
 
-    real_test = stats(evaluate.real_batches(test, 100))
-    real_train = stats(list(evaluate.real_batches(train, 100))[:5])
+    real_test = stats(evaluation.real_batches(test, 100))
+    real_train = stats(list(evaluation.real_batches(train, 100))[:5])
     rng = np.random.default_rng(0)
     noise = stats([(rng.uniform(-1, 1, (100, 32, 32, 1)).astype(np.float32), None)
                    for _ in range(5)])
@@ -114,8 +114,8 @@ def test_class_accuracy_of_real_held_out_digits_is_the_classifier_accuracy(class
         return images[offset:offset + n], labels[offset:offset + n]
 
     spec = data.DataSpec("mnist5k", 32, 1, split="test", deterministic=True)
-    real = evaluate.real_stats(classifier, spec, 500)
-    result = evaluate.evaluate(real_digits, classifier, real, num_samples=500, kid_subsets=5,
+    real = evaluation.real_stats(classifier, spec, 500)
+    result = evaluation.evaluate(real_digits, classifier, real, num_samples=500, kid_subsets=5,
                                kid_subset_size=100)
     assert result["class_accuracy"] == pytest.approx(classifier.accuracy, abs=1e-4)
     # The same digits: FID ~0, every sample inside the real manifold and vice versa.
@@ -128,14 +128,14 @@ def test_range_check(classifier):
 
 
 def test_evaluate_end_to_end_on_a_tiny_exported_model(classifier, tmp_path):
-    g = Generator("dcgan", 32, z_dim=8, base_channels=8, attention_resolutions=(16,), num_classes=10)
+    g = DCGANGenerator(32, z_dim=8, base_channels=8, attention_resolutions=(16,), num_classes=10)
     g.build()
-    path = export.export_generator(g, str(tmp_path / "sm"), "tiny")
-    sample, size = evaluate.savedmodel_sampler(path, seed=1)
+    path = serving.export_generator(g, str(tmp_path / "sm"), "tiny")
+    sample, size = evaluation.savedmodel_sampler(path, seed=1)
     assert size == 32
     spec = data.DataSpec("mnist5k", 32, 3, split="test", deterministic=True)
-    real = evaluate.real_stats(classifier, spec, 120)
-    result = evaluate.evaluate(sample, classifier, real, num_samples=120, kid_subsets=5,
+    real = evaluation.real_stats(classifier, spec, 120)
+    result = evaluation.evaluate(sample, classifier, real, num_samples=120, kid_subsets=5,
                                kid_subset_size=100)
     assert result["num_fake"] == 120 and result["num_real"] == 120
     assert result["fid"] > 0 and np.isfinite(result["kid"]) and result["is"] >= 1.0

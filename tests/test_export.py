@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sagan_tf import export, training
-from sagan_tf.models import Generator
+from sagan_tf import sampling, serving, training
+from sagan_tf.models import DCGANGenerator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
 
 
 def _generator(num_classes=0):
-    g = Generator("dcgan", 16, z_dim=8, base_channels=8, attention_resolutions=(4, 8),
+    g = DCGANGenerator(16, z_dim=8, base_channels=8, attention_resolutions=(4, 8),
                   num_classes=num_classes)
     g.build()
     for layer in g.attention_layers:
@@ -28,7 +28,7 @@ def _generator(num_classes=0):
 def exported(tmp_path_factory):
     base = tmp_path_factory.mktemp("savedmodels")
     g = _generator(num_classes=3)
-    return g, export.export_generator(g, str(base), "tiny"), base
+    return g, serving.export_generator(g, str(base), "tiny"), base
 
 
 def test_images_equal_the_keras_generator(exported):
@@ -152,8 +152,8 @@ def test_predict_request_protobuf(exported):
 
 def test_versions_increase_and_writes_are_atomic(tmp_path, monkeypatch):
     g = _generator()
-    first = export.export_generator(g, str(tmp_path), "m")
-    second = export.export_generator(g, str(tmp_path), "m")
+    first = serving.export_generator(g, str(tmp_path), "m")
+    second = serving.export_generator(g, str(tmp_path), "m")
     assert [os.path.basename(first), os.path.basename(second)] == ["1", "2"]
     umask = os.umask(0)
     os.umask(umask)
@@ -165,7 +165,7 @@ def test_versions_increase_and_writes_are_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(tf.saved_model, "save", crash)
     with pytest.raises(KeyboardInterrupt):
-        export.export_generator(g, str(tmp_path), "m")
+        serving.export_generator(g, str(tmp_path), "m")
     assert sorted(os.listdir(tmp_path / "m")) == ["1", "2"]  # no half-written version, no temp
     assert os.path.getmtime(os.path.join(first, "saved_model.pb")) == stamp
     loaded = tf.saved_model.load(second)
@@ -180,7 +180,7 @@ def _cli(module, *args):
 
 
 def test_export_and_generate_commands(tmp_path):
-    config = training.TrainConfig(preset="dcgan_32", base_channels=8, z_dim=16, batch_size=8,
+    config = training.TrainConfig.from_flat(preset="dcgan_32", base_channels=8, z_dim=16, batch_size=8,
                                   steps=2, log_every=1, sample_every=2, checkpoint_every=2,
                                   conditional=True, ema_decay=0.9, export=False,
                                   workdir=str(tmp_path / "run"))
@@ -237,11 +237,10 @@ def test_export_and_generate_commands(tmp_path):
 
 
 def test_truncated_latents_stay_inside_the_truncation():
-    from sagan_tf import generate
 
-    z = generate.truncated_normal(np.random.default_rng(0), (500, 16), 0.5)
+    z = sampling.truncated_normal(np.random.default_rng(0), (500, 16), 0.5)
     assert np.abs(z).max() <= 0.5 and z.std() > 0.2
-    assert export.graph_error_message(
+    assert serving.graph_error_message(
         tf.errors.InvalidArgumentError(None, None, "{{function_node __inference_x}} assertion "
                                        "failed: [z: must be finite] [Condition x]")) == \
         "z: must be finite"
@@ -257,7 +256,7 @@ def test_concurrent_exports_take_distinct_versions_and_stale_temporaries_go(tmp_
     os.utime(stale, (0, 0))  # old: a killed export's leftover
     fresh = model_dir / ".tmp-running"
     fresh.mkdir()  # young: may be an export running now, kept
-    real_next = export.next_version
+    real_next = serving.next_version
     calls = []
 
     def racing_next_version(path):
@@ -269,8 +268,8 @@ def test_concurrent_exports_take_distinct_versions_and_stale_temporaries_go(tmp_
             (model_dir / str(version) / "saved_model.pb").write_bytes(b"the other export")
         return version
 
-    monkeypatch.setattr(export, "next_version", racing_next_version)
-    path = export.export_generator(g, str(tmp_path), "m")
+    monkeypatch.setattr(serving, "next_version", racing_next_version)
+    path = serving.export_generator(g, str(tmp_path), "m")
     assert os.path.basename(path) == "2"
     assert (model_dir / "1" / "saved_model.pb").read_bytes() == b"the other export"
     assert not stale.exists() and fresh.exists()
@@ -278,7 +277,7 @@ def test_concurrent_exports_take_distinct_versions_and_stale_temporaries_go(tmp_
 
 
 def test_truncated_savedmodel_variables_give_one_line(tmp_path):
-    path = export.export_generator(_generator(), str(tmp_path), "m")
+    path = serving.export_generator(_generator(), str(tmp_path), "m")
     variables = os.path.join(path, "variables", "variables.data-00000-of-00001")
     with open(variables, "r+b") as f:
         f.truncate(16)

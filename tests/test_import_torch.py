@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 import torch
 
-from sagan_tf import export, import_torch, training
+from sagan_tf import import_torch, training
 from sagan_tf.models import Discriminator, Generator
 from tests import heykeetae_torch as hk
 
@@ -81,7 +81,7 @@ def test_generator_and_discriminator_match_pytorch(checkpoint, imported):
 def test_parameter_counts_equal_pytorch(checkpoint, imported):
     g, d, _ = checkpoint
     generator, discriminator, _ = imported
-    # heykeetae's counts (../shared/REFERENCE.md): G 3,832,885, D 3,175,299 trainable.
+    # heykeetae's models at 64 px count G 3,832,885 and D 3,175,299 trainable parameters.
     for torch_net, ours, count in ((g, generator, 3_832_885), (d, discriminator, 3_175_299)):
         trainable = sum(p.numel() for name, p in torch_net.named_parameters()
                         if not name.endswith(("weight_u", "weight_v")))
@@ -159,7 +159,7 @@ def test_cli_exports_a_savedmodel_and_a_resumable_workdir(checkpoint, tmp_path):
     with open(os.path.join(version, "assets.extra.json")) as f:
         assert json.load(f)["source"]["heykeetae"]["heykeetae_step"] == 1000
     # The workdir resumes: one more training step from the imported weights.
-    config = training.TrainConfig(dataset="mnist5k", workdir=workdir, preset="heykeetae_64",
+    config = training.TrainConfig.from_flat(dataset="mnist5k", workdir=workdir, preset="heykeetae_64",
                                   steps=1, batch_size=4, export=False, log_every=1,
                                   sample_every=1, checkpoint_every=1)
     run = training.run(config)

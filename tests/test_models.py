@@ -2,7 +2,8 @@ import numpy as np
 import keras
 import pytest
 
-from sagan_tf.models import PRESETS, Discriminator, Generator
+from sagan_tf.models import (PRESETS, DCGANDiscriminator, DCGANGenerator, Discriminator,
+                             Generator, ResNetDiscriminator, ResNetGenerator)
 from tests.layer_test_util import check_layer
 
 TINY = [
@@ -39,8 +40,8 @@ def test_generator_shared_checks(arch, size, num_classes, attention, tmp_path):
         return np.asarray(twin(z, labels, training=False))
 
     model = check_layer(
-        Generator,
-        dict(architecture=arch, image_size=size, z_dim=16, base_channels=8,
+        Generator.family(arch),
+        dict(image_size=size, z_dim=16, base_channels=8,
              attention_resolutions=attention, num_classes=num_classes),
         inputs, [(3, size, size, 3)], tmp_path, reference_fn=reference,
         # At gamma = 0 no gradient reaches the attention convs (only gamma).
@@ -61,8 +62,8 @@ def test_discriminator_shared_checks(arch, size, num_classes, attention, tmp_pat
         return np.asarray(_twin_without_attention(model)(x, labels, training=False))
 
     check_layer(
-        Discriminator,
-        dict(architecture=arch, image_size=size, base_channels=8,
+        Discriminator.family(arch),
+        dict(image_size=size, base_channels=8,
              attention_resolutions=attention, num_classes=num_classes),
         inputs, [(3,)], tmp_path, reference_fn=reference, atol=1e-4,
         zero_grad_ok=("attention",),
@@ -70,7 +71,7 @@ def test_discriminator_shared_checks(arch, size, num_classes, attention, tmp_pat
 
 
 def test_attention_changes_output_once_gamma_moves():
-    g = Generator("dcgan", 16, z_dim=16, base_channels=8, attention_resolutions=(8,))
+    g = DCGANGenerator(16, z_dim=16, base_channels=8, attention_resolutions=(8,))
     z = np.random.default_rng(0).normal(size=(2, 16)).astype("float32")
     g.build()
     twin = _twin_without_attention(g)
@@ -105,8 +106,8 @@ def test_every_preset_builds_with_the_right_shapes(preset):
 
 
 def test_conditional_models_depend_on_labels():
-    g = Generator("resnet", 16, z_dim=8, base_channels=8, attention_resolutions=(), num_classes=5)
-    d = Discriminator("resnet", 16, base_channels=8, attention_resolutions=(), num_classes=5)
+    g = ResNetGenerator(16, z_dim=8, base_channels=8, attention_resolutions=(), num_classes=5)
+    d = ResNetDiscriminator(16, base_channels=8, attention_resolutions=(), num_classes=5)
     z = np.random.default_rng(0).normal(size=(2, 8)).astype("float32")
     a = np.array([0, 1], "int32")
     b = np.array([3, 4], "int32")
@@ -119,9 +120,9 @@ def test_conditional_models_depend_on_labels():
 def test_orthogonal_initialisation_and_mixed_precision():
     keras.config.set_dtype_policy("mixed_bfloat16")
     try:
-        g = Generator("dcgan", 16, z_dim=8, base_channels=8, attention_resolutions=(8,),
+        g = DCGANGenerator(16, z_dim=8, base_channels=8, attention_resolutions=(8,),
                       kernel_initializer="orthogonal")
-        d = Discriminator("dcgan", 16, base_channels=8, attention_resolutions=(4,),
+        d = DCGANDiscriminator(16, base_channels=8, attention_resolutions=(4,),
                           kernel_initializer="orthogonal")
         images = g(np.zeros((2, 8), "float32"), training=True)
         logits = d(images, training=True)
@@ -137,11 +138,11 @@ def test_orthogonal_initialisation_and_mixed_precision():
     "make,match",
     [
         (lambda: Generator.from_preset("dcgan_48"), "preset.*dcgan_64"),
-        (lambda: Generator("dcgan", 48), "image_size.*16, 32, 64, 128"),
-        (lambda: Generator("transformer"), "architecture"),
-        (lambda: Generator("dcgan", 64, attention_resolutions=(64,)), "attention_resolutions.*4, 8, 16, 32"),
-        (lambda: Discriminator("resnet", 32, attention_resolutions=(32,)), "attention_resolutions.*16, 8"),
-        (lambda: Generator("dcgan", 32, output_channels=2), "output_channels"),
+        (lambda: DCGANGenerator(48), "image_size.*16, 32, 64, 128"),
+        (lambda: Generator.from_config({"architecture": "transformer"}), "architecture"),
+        (lambda: DCGANGenerator(64, attention_resolutions=(64,)), "attention_resolutions.*4, 8, 16, 32"),
+        (lambda: ResNetDiscriminator(32, attention_resolutions=(32,)), "attention_resolutions.*16, 8"),
+        (lambda: DCGANGenerator(32, output_channels=2), "output_channels"),
     ],
 )
 def test_bad_arguments(make, match):
@@ -150,12 +151,12 @@ def test_bad_arguments(make, match):
 
 
 def test_bad_input_shapes():
-    g = Generator("dcgan", 16, z_dim=8, base_channels=8, attention_resolutions=())
+    g = DCGANGenerator(16, z_dim=8, base_channels=8, attention_resolutions=())
     with pytest.raises(ValueError, match="z.*8"):
         g(np.zeros((2, 9), "float32"))
-    d = Discriminator("dcgan", 16, base_channels=8, attention_resolutions=())
+    d = DCGANDiscriminator(16, base_channels=8, attention_resolutions=())
     with pytest.raises(ValueError, match="images"):
         d(np.zeros((2, 32, 32, 3), "float32"))
     with pytest.raises(ValueError, match="labels"):
-        Generator("dcgan", 16, z_dim=8, base_channels=8, attention_resolutions=(),
+        DCGANGenerator(16, z_dim=8, base_channels=8, attention_resolutions=(),
                   num_classes=3)(np.zeros((2, 8), "float32"))

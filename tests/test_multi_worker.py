@@ -27,7 +27,7 @@ if stop_at:  # this worker alone asks to stop early, as --max_minutes may
 
     real_train = loop.train
     loop.train = lambda *a: real_train(*a[:4], list(a[4]) + [StopAt()])
-config = training.TrainConfig(
+config = training.TrainConfig.from_flat(
     strategy="multi_worker", preset="dcgan_32", base_channels=8, z_dim=16, batch_size=8,
     steps=steps, log_every=2, sample_every=4, checkpoint_every=2,
     workdir=os.environ["RUN_DIR"], export_dir=os.environ["EXPORT_DIR"])

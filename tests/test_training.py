@@ -1,4 +1,3 @@
-import dataclasses
 import glob
 import json
 import os
@@ -15,8 +14,9 @@ import tensorflow_datasets as tfds
 from absl import flags as absl_flags
 
 from sagan_tf import callbacks, checkpoints, data, loop, training
+from sagan_tf import config as config_lib
 from sagan_tf.gan import SAGAN
-from sagan_tf.models import Discriminator, Generator
+from sagan_tf.models import DCGANDiscriminator, DCGANGenerator, Discriminator, Generator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(preset="dcgan_32", base_channels=8, z_dim=16, batch_size=8, log_every=2,
@@ -26,7 +26,7 @@ TINY = dict(preset="dcgan_32", base_channels=8, z_dim=16, batch_size=8, log_ever
 def _config(tmp_path, **kwargs):
     merged = dict(TINY, workdir=str(tmp_path / "run"), export_dir=str(tmp_path / "savedmodels"))
     merged.update(kwargs)
-    return training.TrainConfig(**merged)
+    return training.TrainConfig.from_flat(**merged)
 
 
 def _event_tags(logdir):
@@ -77,8 +77,8 @@ def test_tiny_pipeline_on_mocked_celeb_a(tmp_path, tfds_manual_files):
 
 def _twin_gans(strategy, weights=None, augment=""):
     with strategy.scope():
-        g = Generator("dcgan", 16, z_dim=8, base_channels=8, attention_resolutions=(8,))
-        d = Discriminator("dcgan", 16, base_channels=8, attention_resolutions=(4,))
+        g = DCGANGenerator(16, z_dim=8, base_channels=8, attention_resolutions=(8,))
+        d = DCGANDiscriminator(16, base_channels=8, attention_resolutions=(4,))
         g.build()
         d.build()
         gan = SAGAN(g, d, seed=3, augment=augment)
@@ -167,7 +167,7 @@ def test_checkpoint_holds_every_weight(tmp_path):
     gan = training.build_gan(config, num_classes=10)
     loop.train(gan, strategy, data.distributed_dataset(strategy, config.data_spec(), 8), 2)
     path = checkpoints.make_checkpoint(gan).save(str(tmp_path / "ckpt"))
-    fresh = training.build_gan(dataclasses.replace(config, seed=1), num_classes=10)
+    fresh = training.build_gan(config.replace(seed=1), num_classes=10)
     checkpoints.make_checkpoint(fresh).restore(path).assert_consumed()
 
     def state(g):
@@ -197,20 +197,16 @@ def test_resume_is_exact(tmp_path):
 
 @pytest.mark.parametrize("flagfile", sorted(glob.glob(os.path.join(ROOT, "flags", "*.flags"))))
 def test_every_flag_preset_parses_and_builds(flagfile):
-    from sagan_tf import train
-
-    flags = absl_flags.FLAGS
-    flags.unparse_flags()
-    flags(["train", f"--flagfile={flagfile}", "--batch_size=8"])
-    try:
-        config = train.config_from_flags()
-    finally:
-        flags.unparse_flags()
-    num_classes = 10 if config.conditional else 0
-    g_kwargs, d_kwargs = config.model_kwargs(num_classes)
-    g, d = Generator(**dict(g_kwargs, base_channels=8)), Discriminator(**dict(d_kwargs, base_channels=8))
-    images = g(tf.zeros([2, config.z_dim]), tf.zeros([2], tf.int32) if num_classes else None)
-    assert images.shape == (2, config.image_size, config.image_size, config.channels)
+    flag_values = absl_flags.FlagValues()
+    config_lib.define_flags(flag_values)
+    flag_values(["train", f"--flagfile={flagfile}", "--batch_size=8"])
+    config = config_lib.TrainConfig.from_flags(flag_values)
+    num_classes = 10 if config.model.conditional else 0
+    g_kwargs, d_kwargs = config.model.model_kwargs(num_classes)
+    g = Generator.from_config(dict(g_kwargs, base_channels=8))
+    d = Discriminator.from_config(dict(d_kwargs, base_channels=8))
+    images = g(tf.zeros([2, config.model.z_dim]), tf.zeros([2], tf.int32) if num_classes else None)
+    assert images.shape == (2, config.image_size, config.image_size, config.model.channels)
     assert d(images, tf.zeros([2], tf.int32) if num_classes else None).shape == (2,)
 
 
@@ -224,7 +220,7 @@ def _train_cli(*args, **kwargs):
     (["--steps=-3"], "--steps must be >= 1"),
     (["--loss=lsgan"], "--loss='lsgan' is unknown"),
     (["--dataset=celeba"], "unknown dataset 'celeba'"),
-    (["--g_attention=7"], r"Generator: --g_attention/--d_attention must be one of \[4, 8, 16\]; received 7"),
+    (["--g_attention=7"], r"DCGANGenerator: --g_attention/--d_attention must be one of \[4, 8, 16\]; received 7"),
     (["--preset=dcgan_48"], "--preset='dcgan_48' is unknown"),
     (["--dataset=cifar10", "--eval_every=10"], "classifier.*fits --dataset=mnist5k only"),
     (["--strategy=mirrored", "--num_cpu_devices=2", "--batch_size=7"],
@@ -319,7 +315,7 @@ def test_finished_run_is_not_exported_again_and_a_late_ema_start_warns(tmp_path,
         again = training.run(config)  # nothing to train: same weights, no new version
     assert again["export"] == first["export"] and os.listdir(models) == ["1"]
     assert "already exported" in caplog.text
-    more = training.run(dataclasses.replace(config, steps=4))
+    more = training.run(config.replace(steps=4))
     assert sorted(os.listdir(models)) == ["1", "2"] and more["export"].endswith("2")
     with open(os.path.join(more["export"], "assets.extra.json")) as f:
         assert json.load(f)["source"] == {"workdir": str(tmp_path / "run"), "step": 4}
@@ -338,14 +334,14 @@ def test_an_unreadable_checkpoint_state_never_restarts_from_step_zero(tmp_path, 
             state.unlink()
         else:
             state.write_bytes(broken)
-        result = training.run(dataclasses.replace(config, steps=8))
+        result = training.run(config.replace(steps=8))
         assert result["step"] == 8 and result["logs"] == {}  # resumed at 8: nothing to train
         assert tf.train.latest_checkpoint(str(ckpt)).endswith("ckpt-8")  # state repaired
     # A truncated newest checkpoint: resume from the intact older one, keep the bad files.
     data8 = [p for p in ckpt.iterdir() if p.name.startswith("ckpt-8.data")][0]
     data8.write_bytes(data8.read_bytes()[:10])
     with caplog.at_level(logging.WARNING, logger="absl"):
-        result = training.run(dataclasses.replace(config, steps=4))
+        result = training.run(config.replace(steps=4))
     assert result["step"] == 4 and "ckpt-8 (" in caplog.text and data8.exists()
     # Nothing readable: one line, every file still there byte for byte (but the one we cut).
     (ckpt / "ckpt-4.index").write_bytes(b"not an index")
@@ -362,10 +358,10 @@ def test_learning_rates_changed_on_resume_are_applied_and_logged(tmp_path, caplo
     config = _config(tmp_path, steps=2, export=False)
     training.run(config)
     with caplog.at_level(logging.WARNING, logger="absl"):
-        result = training.run(dataclasses.replace(config, steps=4, lr_g=5e-5))
+        result = training.run(config.replace(steps=4, lr_g=5e-5))
     gan = result["gan"]
     assert float(np.asarray(gan.g_optimizer.learning_rate)) == pytest.approx(5e-5)
-    assert float(np.asarray(gan.d_optimizer.learning_rate)) == pytest.approx(config.lr_d)
+    assert float(np.asarray(gan.d_optimizer.learning_rate)) == pytest.approx(config.training.lr_d)
     assert "--lr_g changed on resume: 0.0001 (checkpoint) -> 5e-05" in caplog.text
     with open(tmp_path / "run" / "config.json") as f:
         assert json.load(f)["flags"]["lr_g"] == 5e-5
@@ -373,16 +369,16 @@ def test_learning_rates_changed_on_resume_are_applied_and_logged(tmp_path, caplo
 
 def test_a_workdir_in_use_is_refused_with_its_holder(tmp_path):
     config = _config(tmp_path, steps=2, export=False)
-    holder = checkpoints.WorkdirLock(config.workdir)
+    holder = checkpoints.WorkdirLock(config.run.workdir)
     try:
         with pytest.raises(training.ConfigError, match=r"is in use by pid \d+ on "):
             training.run(config)
-        assert not os.path.exists(os.path.join(config.workdir, "checkpoints"))
+        assert not os.path.exists(os.path.join(config.run.workdir, "checkpoints"))
     finally:
         holder.release()
     assert training.run(config)["step"] == 2  # released: the run proceeds
     # The run released its own lock too.
-    checkpoints.WorkdirLock(config.workdir).release()
+    checkpoints.WorkdirLock(config.run.workdir).release()
 
 
 def test_disk_full_during_a_checkpoint_is_one_line_and_leaves_nothing_partial(tmp_path,
@@ -403,7 +399,7 @@ def test_disk_full_during_a_checkpoint_is_one_line_and_leaves_nothing_partial(tm
     with pytest.raises(callbacks.CheckpointWriteError,
                        match=r"cannot write checkpoint ckpt-8 in .*No space left on device "
                              r"\(\d+ MiB free on its disk; the checkpoint needs about \d+ MiB\)"):
-        training.run(dataclasses.replace(config, steps=8))
+        training.run(config.replace(steps=8))
     monkeypatch.setattr(tf.train.CheckpointManager, "save", original)
     assert {p.name: p.read_bytes() for p in ckpt.iterdir()} == before
 
@@ -450,9 +446,9 @@ def test_uniform_fake_labels_are_drawn_per_step_and_split_over_replicas(mirrored
     not the real batch's, seeded by the step; 2 replicas take the rows of the 1-replica draw."""
     def gan_on(strategy, fake_labels):
         with strategy.scope():
-            g = Generator("dcgan", 16, z_dim=8, base_channels=8, attention_resolutions=(),
+            g = DCGANGenerator(16, z_dim=8, base_channels=8, attention_resolutions=(),
                           num_classes=5)
-            d = Discriminator("dcgan", 16, base_channels=8, attention_resolutions=(),
+            d = DCGANDiscriminator(16, base_channels=8, attention_resolutions=(),
                               num_classes=5)
             gan = SAGAN(g, d, seed=3, fake_labels=fake_labels)
             gan.compile(keras.optimizers.SGD(0.1), keras.optimizers.SGD(0.1))
@@ -480,7 +476,7 @@ def test_a_workdir_from_before_new_model_arguments_still_resumes(tmp_path):
     """config.json files written before a model argument existed lack its key: the default
     (what that run was built with) is assumed, so the run resumes."""
     run = str(tmp_path / "run")
-    config = training.TrainConfig(workdir=run, preset="dcgan_32", base_channels=8, steps=1,
+    config = training.TrainConfig.from_flat(workdir=run, preset="dcgan_32", base_channels=8, steps=1,
                                   batch_size=4, export=False, g_attention=(), d_attention=())
     training.run(config)
     path = os.path.join(run, "config.json")
@@ -488,8 +484,8 @@ def test_a_workdir_from_before_new_model_arguments_still_resumes(tmp_path):
     for key in ("sn_transpose_flatten", "batch_norm_momentum", "final_batch_norm_momentum"):
         del saved["architecture"]["generator"][key]
     json.dump(saved, open(path, "w"))
-    assert training.run(dataclasses.replace(config, steps=2))["step"] == 2
-    other = dataclasses.replace(config, steps=3, bn_momentum=0.9)
+    assert training.run(config.replace(steps=2))["step"] == 2
+    other = config.replace(steps=3, bn_momentum=0.9)
     with pytest.raises(training.ConfigError, match="batch_norm_momentum: 0.99 != 0.9"):
         training.run(other)
 
@@ -523,7 +519,7 @@ def test_steps_per_execution_equals_single_steps(mirrored, replicas):
 
 
 def test_steps_per_execution_in_a_run_keeps_every_cadence(tmp_path):
-    config = training.TrainConfig(workdir=str(tmp_path / "run"), preset="dcgan_32", base_channels=8,
+    config = training.TrainConfig.from_flat(workdir=str(tmp_path / "run"), preset="dcgan_32", base_channels=8,
                                   steps=6, batch_size=4, export=False, g_attention=(),
                                   d_attention=(), steps_per_execution=2, log_every=2,
                                   sample_every=4, checkpoint_every=4)
@@ -536,4 +532,4 @@ def test_steps_per_execution_in_a_run_keeps_every_cadence(tmp_path):
     assert summary["steps_run"] == 6
     with pytest.raises(training.ConfigError, match="--log_every=50 must be a multiple of "
                        "--steps_per_execution=8"):
-        dataclasses.replace(config, steps_per_execution=8, log_every=50)
+        config.replace(steps_per_execution=8, log_every=50)

@@ -1,4 +1,5 @@
-"""Architecture tables and named presets for the generator and discriminator.
+"""Named presets: a model family (`sagan_tf.models.<family>`), an image size and
+where attention goes, for the generator and the discriminator.
 
 Families:
   - `dcgan`: the popular PyTorch SAGAN (heykeetae/Self-Attention-GAN); at 64 px it
@@ -17,27 +18,11 @@ Families:
     and no spectral norm (batch norm in D), for the seeds' comparison.
 """
 
-ARCHITECTURES = ("dcgan", "resnet", "baseline")
 IMAGE_SIZES = (16, 32, 64, 128)
 
 # Model arguments of the heykeetae preset (besides its architecture and attention).
 HEYKEETAE = dict(attention_spectral_norm=False, kernel_initializer="pytorch")
 HEYKEETAE_G = dict(HEYKEETAE, sn_transpose_flatten="input", batch_norm_momentum=0.9)
-
-# resnet G: (channel multiplier of the 4x4 input, multipliers of the up-sampling blocks).
-RESNET_G = {
-    16: (4, (4, 4)),
-    32: (4, (4, 4, 4)),
-    64: (16, (8, 4, 2, 1)),
-    128: (16, (16, 8, 4, 2, 1)),
-}
-# resnet D: (channel multiplier, down-sample) per block; the first is the optimized block.
-RESNET_D = {
-    16: ((4, True), (4, True), (4, False)),
-    32: ((4, True), (4, True), (4, False), (4, False)),
-    64: ((1, True), (2, True), (4, True), (8, True), (16, False)),
-    128: ((1, True), (2, True), (4, True), (8, True), (16, True), (16, False)),
-}
 
 PRESETS = {
     "dcgan_32": dict(architecture="dcgan", image_size=32,
@@ -60,19 +45,11 @@ PRESETS = {
     "baseline_128": dict(architecture="baseline", image_size=128, g_attention=(), d_attention=()),
 }
 
-DEFAULT_VARIANT = {"dcgan": "paper", "resnet": "official", "baseline": "paper"}
-
-
-def check_choice(owner, argument, value, allowed):
-    if value not in allowed:
-        raise ValueError(
-            f"{owner}: argument `{argument}` must be one of {list(allowed)}; received {value!r}."
-        )
-
 
 def preset_kwargs(preset):
     """Generator and discriminator keyword arguments of a named preset."""
-    check_choice("preset", "preset", preset, PRESETS)
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; use one of {sorted(PRESETS)}")
     spec = PRESETS[preset]
     common = dict(architecture=spec["architecture"], image_size=spec["image_size"])
     return (

@@ -1,0 +1,235 @@
+"""Throughput measurements behind `sagan-benchmark`: training, generation, input
+pipeline, serving and attention, each printed as one JSON line."""
+
+import json
+import os
+import resource
+import tempfile
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def matmul_peak_gflops(n=2048, reps=20):
+    """This machine's float32 matmul rate: the best of `reps` n x n x n products, GFLOP/s."""
+    a = tf.random.normal([n, n])
+    b = tf.random.normal([n, n])
+    fn = tf.function(lambda a, b: tf.matmul(a, b))
+    for _ in range(3):
+        fn(a, b).numpy()
+    best = float("inf")
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn(a, b).numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def step_gflop_per_image(gan, batch):
+    """FLOPs of one training step per image, from TF's profiler on the step's graph
+    (convolutions, their gradients, matmuls; elementwise ops add a little)."""
+    size = gan.generator.image_size
+    channels = gan.discriminator.input_channels
+    fn = tf.function(gan.train_step)
+    graph = fn.get_concrete_function(
+        (tf.TensorSpec([batch, size, size, channels]), tf.TensorSpec([batch], tf.int32))).graph
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    total = tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops
+    return total / batch / 1e9
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _emit(**fields):
+    fields["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    print(json.dumps(fields), flush=True)
+
+
+def preset_for(preset, imsize):
+    from sagan_tf.models import PRESETS
+
+    preset = preset or "dcgan_64"
+    if imsize:
+        preset = f"{preset.rsplit('_', 1)[0]}_{imsize}"
+    if preset not in PRESETS:
+        raise ValueError(f"--preset/--imsize give {preset!r}; use one of {sorted(PRESETS)}")
+    return preset
+
+
+def _build_gan(preset, precision, xla, no_attention=False, variant=None, ema_decay=0.0):
+    from sagan_tf.gan import SAGAN
+    from sagan_tf.models import Discriminator, Generator
+
+    keras.mixed_precision.set_global_policy(precision)
+    overrides = dict(attention_resolutions=()) if no_attention else {}
+    if variant:
+        overrides["attention_variant"] = variant
+    g, d = Generator.from_preset(preset, **overrides), Discriminator.from_preset(preset, **overrides)
+    gan = SAGAN(g, d, ema_decay=ema_decay)
+    gan.compile(keras.optimizers.Adam(1e-4, beta_1=0.0, beta_2=0.9),
+                keras.optimizers.Adam(4e-4, beta_1=0.0, beta_2=0.9), jit_compile=xla)
+    gan.build_optimizers()
+    return gan
+
+
+def _images_per_second(gans, batch, steps, steps_per_execution=1):
+    """Training img/s of each GAN: the median over `steps` timed calls of the step
+    function `python -m sagan_tf.train` runs (`loop.make_step_function`), after 3
+    warm-up calls. With several GANs the calls alternate (one of each in turn), so a
+    change in the machine's speed during the run (other tenants) hits all of them alike
+    and their ratio stays meaningful."""
+    from sagan_tf import loop
+
+    k = steps_per_execution
+    runs = []
+    for gan in gans:
+        size = gan.generator.image_size
+        images = tf.random.uniform([batch, size, size, gan.discriminator.input_channels], -1, 1)
+        ds = tf.data.Dataset.from_tensors((images, tf.zeros([batch], tf.int32))).repeat()
+        step = loop.make_step_function(gan, tf.distribute.get_strategy(), k)
+        args = (iter(ds),) if k == 1 else (iter(ds), tf.constant(k))
+        runs.append((step, args, []))
+
+    def call(step, args):  # one call and the metric reads the loop makes
+        tf.nest.map_structure(lambda t: t.numpy(), step(*args))
+
+    for _ in range(3):
+        for step, args, _ in runs:
+            call(step, args)
+    for _ in range(steps):
+        for step, args, times in runs:
+            start = time.perf_counter()
+            call(step, args)
+            times.append(time.perf_counter() - start)
+    return [k * batch / float(np.median(times)) for _, _, times in runs]
+
+
+def bench_train(preset, batch, steps, xla, precision, attention_share=False, count_flops=True,
+                variant=None, steps_per_execution=1, ema_decay=0.0):
+    gans = [_build_gan(preset, precision, xla, variant=variant, ema_decay=ema_decay)]
+    if attention_share:
+        gans.append(_build_gan(preset, precision, xla, no_attention=True, variant=variant,
+                               ema_decay=ema_decay))
+    rates = _images_per_second(gans, batch, steps, steps_per_execution)
+    gflops = [step_gflop_per_image(gan, batch) for gan in gans] if count_flops else None
+    ips = rates[0]
+    fields = dict(mode="train", preset=preset, imsize=int(preset.rsplit("_", 1)[1]), batch=batch,
+                  xla=xla, precision=precision, img_per_s=round(ips, 2))
+    if variant:
+        fields["attention_variant"] = variant
+    if steps_per_execution > 1:
+        fields["steps_per_execution"] = steps_per_execution
+    if ema_decay:
+        fields["ema_decay"] = ema_decay
+    if gflops:
+        peak = matmul_peak_gflops()
+        fields.update(gflop_per_img=round(gflops[0], 3), achieved_gflops=round(ips * gflops[0], 1),
+                      matmul_peak_gflops=round(peak, 1),
+                      peak_fraction=round(ips * gflops[0] / peak, 3))
+    if attention_share:
+        # Share of a step's time: (t_with - t_without) / t_with; of its FLOPs likewise.
+        fields.update(img_per_s_no_attention=round(rates[1], 2),
+                      attention_share=round(1.0 - ips / rates[1], 3))
+        if gflops:
+            fields["attention_flop_share"] = round(1.0 - gflops[1] / gflops[0], 3)
+    _emit(**fields)
+
+
+def bench_generate(preset, batch, steps, xla, precision):
+    from sagan_tf.models import Generator
+
+    keras.mixed_precision.set_global_policy(precision)
+    g = Generator.from_preset(preset)
+    g.build()
+    fn = tf.function(lambda z: g(z, training=False), jit_compile=xla)
+    z = tf.random.normal([batch, g.z_dim])
+    for _ in range(3):
+        fn(z).numpy()
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn(z).numpy()
+    _emit(mode="generate", preset=preset, imsize=g.image_size, batch=batch, xla=xla,
+          precision=precision, img_per_s=round(steps * batch / (time.perf_counter() - start), 2))
+
+
+def bench_attention(imsize, batch, steps, channels, query_tile_size):
+    from sagan_tf.layers import SelfAttention2D
+
+    layer = SelfAttention2D("paper", use_spectral_norm=False, query_tile_size=query_tile_size)
+    x = tf.random.normal([batch, imsize, imsize, channels])
+    layer.build(x.shape)
+    layer.gamma.assign(0.5)
+
+    @tf.function
+    def step(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(tf.square(layer(x, training=True)))
+        return tape.gradient(loss, [x] + layer.trainable_weights)
+
+    step(x)
+    start = time.perf_counter()
+    for _ in range(steps):
+        [g.numpy() for g in step(x)]
+    n = imsize * imsize
+    _emit(mode="attention", imsize=imsize, positions=n, channels=channels, batch=batch,
+          query_tile_size=query_tile_size, tiled=n > query_tile_size,
+          dense_map_gb=round(batch * n * n * 4 / 2**30, 2),
+          img_per_s=round(steps * batch / (time.perf_counter() - start), 2))
+
+
+def _time_pipeline(ds, batches, batch):
+    it = iter(ds)
+    for _ in range(3):
+        next(it)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(it)
+    return round(batches * batch / (time.perf_counter() - start), 1)
+
+
+def bench_data(batch, steps):
+    from PIL import Image
+
+    from sagan_tf import data
+
+    with tempfile.TemporaryDirectory() as root:
+        rng = np.random.default_rng(0)
+        for i in range(512):  # celeb_a-shaped: 218x178 JPEG
+            Image.fromarray(rng.integers(0, 255, (218, 178, 3), dtype=np.uint8)).save(
+                os.path.join(root, f"{i:04d}.jpg"), quality=90)
+        spec = data.DataSpec(f"folder:{root}", 64, 3, crop=140)  # folders are never cached
+        _emit(mode="data", dataset="celeb_a-shaped folder (218x178 jpeg, crop 140, no cache)",
+              imsize=64, batch=batch, img_per_s=_time_pipeline(data.input_fn(spec, batch), steps, batch))
+    for size in (32, 64):
+        spec = data.DataSpec("mnist5k", size, 3)
+        _emit(mode="data", dataset="mnist5k (in memory, indexed)", imsize=size, batch=batch,
+              img_per_s=_time_pipeline(data.input_fn(spec, batch), steps, batch))
+
+
+def bench_serve(preset, steps):
+    from sagan_tf import serving
+    from sagan_tf.models import Generator
+
+    g = Generator.from_preset(preset)
+    g.build()
+    with tempfile.TemporaryDirectory() as root:
+        loaded = tf.saved_model.load(serving.export_generator(g, root, "bench"))
+        serve = loaded.signatures["serving_default"]
+        keras_fn = tf.function(lambda z: g(z, training=False))
+        for batch in (1, 16, 64):
+            z = tf.random.normal([batch, g.z_dim])
+            for name, fn in (("savedmodel", lambda: serve(z=z)["images"]),
+                             ("keras", lambda: keras_fn(z))):
+                for _ in range(3):
+                    fn().numpy()
+                start = time.perf_counter()
+                for _ in range(steps):
+                    fn().numpy()
+                _emit(mode="serve", runtime=name, preset=preset, imsize=g.image_size, batch=batch,
+                      img_per_s=round(steps * batch / (time.perf_counter() - start), 2))

@@ -1,0 +1,420 @@
+"""Training options: each one written once, with its type, default, help text and
+allowed values, in the section that owns it.
+
+`TrainConfig` groups the sections (`model`, `data`, `training`, `run`, `eval`,
+`export`). `define_flags` makes one absl flag per option, named as the field (the
+names are unique across sections, so flag files stay flat), and
+`TrainConfig.from_flags` reads them back. Each section validates its own values
+in `validate`; `TrainConfig.validate` adds the checks that span sections. Checks of
+the environment (TF_CONFIG, the workdir, the export directory) belong to run
+set-up (`sagan_tf.training.Trainer`), not here.
+
+Example:
+    >>> config = TrainConfig.from_flat(preset="dcgan_32", steps=100, lr_g=2e-4)
+    >>> config.training.steps, config.model.preset
+    (100, 'dcgan_32')
+"""
+
+import dataclasses
+import os
+import typing
+from typing import Optional, Tuple
+
+from sagan_tf import augment, losses
+from sagan_tf.gan import FAKE_LABELS
+from sagan_tf.models import presets
+
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
+VARIANTS = ("paper", "official")
+from sagan_tf.backbones import BACKBONES  # noqa: E402
+
+
+class ConfigError(ValueError):
+    """Invalid or contradictory settings, reported before any work starts."""
+
+
+def option(default, help, choices=None):  # noqa: A002 (absl's word)
+    """A config field: its default, its help text and, for a closed set, its choices."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+
+
+def _bad(message):
+    raise ConfigError(message)
+
+
+def _at_least(section, names, minimum):
+    for name in names:
+        value = getattr(section, name)
+        if value is not None and value < minimum:
+            _bad(f"--{name} must be >= {minimum}; got {value}")
+
+
+def _in_unit_interval(section, names):
+    for name in names:
+        value = getattr(section, name)
+        if value is not None and not 0 <= value < 1:
+            _bad(f"--{name} must be in [0, 1); got {value}")
+
+
+def _check_choices(section):
+    for field in dataclasses.fields(section):
+        choices, value = field.metadata["choices"], getattr(section, field.name)
+        if choices and value is not None and value not in choices:
+            _bad(f"--{field.name}={value!r} is unknown; use one of {list(choices)}")
+
+
+class _Section:
+    def validate(self):
+        _check_choices(self)
+
+
+@dataclasses.dataclass
+class ModelConfig(_Section):
+    """The generator and discriminator (`sagan_tf.models`)."""
+
+    preset: str = option("dcgan_32", "Architecture preset (sagan_tf.models.PRESETS).",
+                         tuple(presets.PRESETS))
+    base_channels: Optional[int] = option(None, "Width multiplier, a multiple of 8 (default: "
+                                          "the preset's 64).")
+    z_dim: int = option(128, "Latent size.")
+    g_attention: Optional[Tuple[int, ...]] = option(
+        None, "Generator attention resolutions (default: the preset's; empty string for none).")
+    d_attention: Optional[Tuple[int, ...]] = option(
+        None, "Discriminator attention resolutions (default: the preset's).")
+    attention_variant: Optional[str] = option(
+        None, "Attention variant (default: the family's: paper for dcgan, official for resnet).",
+        VARIANTS)
+    conditional: bool = option(False, "Class-conditional G (conditional BN) and projection D.")
+    label_embedding_dim: int = option(0, "Conditional G: also feed a learned class embedding of "
+                                      "this size beside z (0: conditional batch norm alone).")
+    channels: int = option(3, "Image channels the models use (1 or 3).", (1, 3))
+    kernel_initializer: Optional[str] = option(
+        None, "e.g. glorot_uniform, orthogonal or pytorch (PyTorch's layer defaults); default: "
+        "the preset's (glorot_uniform, heykeetae_64: pytorch).")
+    attention_spectral_norm: Optional[bool] = option(
+        None, "Spectral-normalize the attention 1x1 convs (default: yes for resnet, as the "
+        "official code; no for dcgan, as the PyTorch code).")
+    bn_momentum: Optional[float] = option(
+        None, "G's batch-norm moving-average momentum in Keras's terms (default: the preset's, "
+        "0.99; heykeetae_64 0.9 = PyTorch's 0.1; the official code 0.999).")
+    final_bn_momentum: Optional[float] = option(
+        None, "resnet G: momentum of the batch norm before the output conv (default: "
+        "--bn_momentum; the official code 0.9999).")
+
+    def validate(self):
+        super().validate()
+        _at_least(self, ("z_dim",), 1)
+        _at_least(self, ("label_embedding_dim",), 0)
+        if self.base_channels is not None and (self.base_channels < 8 or self.base_channels % 8):
+            _bad(f"--base_channels must be a positive multiple of 8; got {self.base_channels}")
+        _in_unit_interval(self, ("bn_momentum", "final_bn_momentum"))
+
+    @property
+    def image_size(self):
+        return presets.PRESETS[self.preset]["image_size"]
+
+    def model_kwargs(self, num_classes):
+        """(generator, discriminator) constructor arguments: the preset's, then these."""
+        g_kwargs, d_kwargs = presets.preset_kwargs(self.preset)
+        common = dict(num_classes=num_classes)
+        for name in ("kernel_initializer", "attention_spectral_norm", "base_channels",
+                     "attention_variant"):
+            if getattr(self, name) is not None:  # else the preset's (or the model's) default
+                common[name] = getattr(self, name)
+        g_kwargs.update(common, z_dim=self.z_dim, output_channels=self.channels,
+                        label_embedding_dim=self.label_embedding_dim)
+        if self.bn_momentum is not None:
+            g_kwargs["batch_norm_momentum"] = self.bn_momentum
+        if self.final_bn_momentum is not None:
+            g_kwargs["final_batch_norm_momentum"] = self.final_bn_momentum
+        d_kwargs.update(common, input_channels=self.channels)
+        if self.g_attention is not None:
+            g_kwargs["attention_resolutions"] = tuple(self.g_attention)
+        if self.d_attention is not None:
+            d_kwargs["attention_resolutions"] = tuple(self.d_attention)
+        return g_kwargs, d_kwargs
+
+
+@dataclasses.dataclass
+class DataConfig(_Section):
+    """What to train on (`sagan_tf.data`)."""
+
+    dataset: str = option("mnist5k", "TFDS name (celeb_a, cifar10, lsun/church_outdoor, "
+                          "lsun/bedroom, imagenet2012), mnist5k (offline), or folder:PATH.")
+    data_dir: Optional[str] = option(None, "TFDS data directory.")
+    manual_dir: Optional[str] = option(None, "TFDS manual-download directory.")
+    crop: Optional[int] = option(None, "Center crop before resizing (celeb_a default 140).")
+    folder_labels: bool = option(False, "Use class sub-folders of folder:PATH as labels.")
+    deterministic: bool = option(False, "Deterministic input order for TFDS datasets (mnist5k "
+                                 "and folders are always read in a fixed, step-indexed order).")
+
+    def validate(self):
+        from sagan_tf import data
+
+        super().validate()
+        _at_least(self, ("crop",), 1)
+        try:
+            data.check_dataset_name(self.dataset)
+        except data.DataError as e:
+            _bad(str(e))
+
+    def spec(self, image_size, channels, split="train", seed=0, **overrides):
+        """The `sagan_tf.data.DataSpec` of this dataset."""
+        from sagan_tf import data
+
+        kwargs = dict(data_dir=self.data_dir, manual_dir=self.manual_dir, crop=self.crop,
+                      folder_labels=self.folder_labels, deterministic=self.deterministic)
+        kwargs.update(overrides)
+        return data.DataSpec(self.dataset, image_size, channels, split=split, seed=seed, **kwargs)
+
+
+@dataclasses.dataclass
+class TrainingConfig(_Section):
+    """The optimization: steps, batch, optimizers, loss, EMA, augmentation, precision
+    (`sagan_tf.gan.SAGAN`)."""
+
+    steps: int = option(2000, "Total generator steps.")
+    batch_size: int = option(64, "Global batch size (split over replicas).")
+    lr_g: float = option(1e-4, "Generator learning rate (TTUR).")
+    lr_d: float = option(4e-4, "Discriminator learning rate (TTUR).")
+    beta1: float = option(0.0, "Adam beta1.")
+    beta2: float = option(0.9, "Adam beta2: 0.9 as the PyTorch SAGAN, 0.999 as the official code.")
+    adam_epsilon: float = option(1e-8, "Adam epsilon (1e-8 as PyTorch and TF1; Keras's default "
+                                 "is 1e-7).")
+    fake_labels: str = option("real", "Conditional models: labels of the generated batch: those "
+                              "of the real batch, or drawn uniformly over the classes (the "
+                              "official code).", FAKE_LABELS)
+    d_steps: int = option(1, "Discriminator updates per generator update.")
+    loss: str = option("hinge", "Adversarial loss: hinge, ns (non-saturating) or wgan_gp.",
+                       losses.LOSSES)
+    gp_weight: float = option(10.0, "Gradient-penalty weight (wgan_gp).")
+    ema_decay: float = option(0.0, "EMA decay of G's weights (e.g. 0.999); 0 disables.")
+    ema_start: int = option(0, "Step from which the EMA averages (before: copies).")
+    augment: str = option("", "DiffAugment policies for D's inputs, real and fake: a "
+                          f"comma-separated subset of {','.join(augment.POLICIES)} (empty: none).")
+    seed: int = option(0, "Random seed.")
+    precision: str = option("float32", "Keras mixed-precision policy.", PRECISIONS)
+
+    def validate(self):
+        super().validate()
+        _at_least(self, ("steps", "batch_size", "d_steps"), 1)
+        for name in ("lr_g", "lr_d"):
+            if not getattr(self, name) > 0:
+                _bad(f"--{name} must be > 0; got {getattr(self, name)}")
+        _in_unit_interval(self, ("beta1", "beta2", "ema_decay"))
+        if not 0 < self.adam_epsilon < 1:
+            _bad(f"--adam_epsilon must be in (0, 1); got {self.adam_epsilon}")
+        _at_least(self, ("ema_start",), 0)
+        try:
+            augment.parse(self.augment)
+        except ValueError as e:
+            _bad(f"--augment: {e}")
+
+
+@dataclasses.dataclass
+class RunConfig(_Section):
+    """Where and how the run goes: workdir, devices, cadences, checkpoints, time limit
+    (`sagan_tf.training`)."""
+
+    workdir: Optional[str] = option(None, "Run directory (default runs/<dataset>); resumes "
+                                    "from it.")
+    strategy: str = option("auto", "auto (MirroredStrategy over all local GPUs, else one "
+                           "device), one_device, mirrored, or multi_worker (TF_CONFIG).",
+                           STRATEGIES)
+    num_cpu_devices: int = option(0, "Split the CPU into N logical devices (testing "
+                                  "MirroredStrategy without GPUs).")
+    jit_compile: bool = option(False, "XLA-compile the train step (one device only).")
+    steps_per_execution: int = option(1, "Training steps per tf.function call (one Python "
+                                      "round trip for all of them; --log_every, --sample_every, "
+                                      "--checkpoint_every and --eval_every must be multiples "
+                                      "of it).")
+    sample_every: int = option(500, "Steps between sample grids and attention maps.")
+    checkpoint_every: int = option(500, "Steps between checkpoints.")
+    keep_checkpoints: int = option(3, "Checkpoints kept.")
+    log_every: int = option(50, "Steps between progress lines and scalar summaries.")
+    max_minutes: float = option(0.0, "Stop after this many minutes of training (0: no limit).")
+
+    def validate(self):
+        super().validate()
+        _at_least(self, ("steps_per_execution", "sample_every", "checkpoint_every",
+                         "keep_checkpoints", "log_every"), 1)
+        _at_least(self, ("max_minutes", "num_cpu_devices"), 0)
+
+
+@dataclasses.dataclass
+class EvalConfig(_Section):
+    """Periodic FID/KID/IS during training (`sagan_tf.evaluation`)."""
+
+    eval_every: int = option(0, "Steps between FID/KID/IS evaluations (0: off); the best "
+                             "checkpoint by FID is kept in <workdir>/best.")
+    eval_samples: int = option(1000, "Samples per periodic evaluation (at least 10).")
+    eval_backbone: str = option("classifier", "Feature network of the periodic evaluation "
+                                "(classifier: mnist5k only).", BACKBONES)
+    inception_graph: Optional[str] = option(None, "Path of the FID Inception graph "
+                                            "(classify_image_graph_def.pb) for "
+                                            "--eval_backbone=inception_graph.")
+
+    def validate(self):
+        super().validate()
+        _at_least(self, ("eval_every",), 0)
+        _at_least(self, ("eval_samples",), 10)
+
+
+@dataclasses.dataclass
+class ExportConfig(_Section):
+    """The SavedModel written at the end (`sagan_tf.serving`)."""
+
+    export: bool = option(True, "Export the generator as a SavedModel at the end.")
+    export_dir: str = option("savedmodels", "Base directory of exported SavedModels.")
+    export_name: Optional[str] = option(None, "Exported model name (default: the workdir's "
+                                        "name).")
+
+    def validate(self):
+        from sagan_tf import serving
+
+        super().validate()
+        if self.export_name is not None:
+            try:
+                serving.check_name(self.export_name)
+            except serving.ExportError as e:
+                _bad(f"--export_name: {e}")
+
+
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "training": TrainingConfig,
+            "run": RunConfig, "eval": EvalConfig, "export": ExportConfig}
+
+
+def default_workdir(dataset):
+    """runs/<dataset>, with '/' and ':' made '_' (folder:PATH -> runs/folder_PATH)."""
+    return os.path.join("runs", dataset.replace("/", "_").replace(":", "_"))
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Every training option, by section. Build one with `from_flat` (keyword
+    arguments named as the flags) or `from_flags`."""
+
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+    run: RunConfig = dataclasses.field(default_factory=RunConfig)
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
+
+    def __post_init__(self):
+        if self.run.workdir is None:
+            self.run.workdir = default_workdir(self.data.dataset)
+        self.validate()
+
+    @classmethod
+    def from_flat(cls, **values):
+        """A config from option names (`preset=..., steps=...`); others keep defaults."""
+        sections = {name: {} for name in SECTIONS}
+        owner = {f.name: name for name, section in SECTIONS.items()
+                 for f in dataclasses.fields(section)}
+        for key, value in values.items():
+            if key not in owner:
+                raise TypeError(f"TrainConfig has no option {key!r}")
+            sections[owner[key]][key] = value
+        return cls(**{name: SECTIONS[name](**kwargs) for name, kwargs in sections.items()})
+
+    @classmethod
+    def from_flags(cls, flag_values):
+        """The config of parsed flags defined by `define_flags`."""
+        values = {}
+        for _, field in option_fields():
+            value = flag_values[field.name].value
+            if _is_resolutions(field) and value is not None:
+                value = _resolutions(field.name, value)
+            values[field.name] = value
+        return cls.from_flat(**values)
+
+    def flat(self):
+        """{option name: value} over all sections (what config.json records as flags)."""
+        return {k: v for name in SECTIONS for k, v in dataclasses.asdict(getattr(self, name)).items()}
+
+    def replace(self, **values):
+        """A copy with some options changed (by flat name)."""
+        return TrainConfig.from_flat(**dict(self.flat(), **values))
+
+    def validate(self):
+        for name in SECTIONS:
+            getattr(self, name).validate()
+        spe = self.run.steps_per_execution
+        for section, name in (("run", "log_every"), ("run", "sample_every"),
+                              ("run", "checkpoint_every"), ("eval", "eval_every")):
+            value = getattr(getattr(self, section), name)
+            if value and value % spe:
+                _bad(f"--{name}={value} must be a multiple of --steps_per_execution={spe} "
+                     "(logs, samples, checkpoints and evaluations happen between calls)")
+        if self.run.jit_compile and self.run.strategy in ("mirrored", "multi_worker"):
+            _bad("--jit_compile works on one device only; use --strategy=one_device or auto "
+                 "on a single device")
+        if (self.eval.eval_every and self.eval.eval_backbone == "classifier"
+                and self.data.dataset != "mnist5k"):
+            _bad("--eval_backbone=classifier (the mnist5k classifier) fits --dataset=mnist5k "
+                 "only; use --eval_backbone=inception_graph --inception_graph=PATH")
+
+    @property
+    def image_size(self):
+        return self.model.image_size
+
+    @property
+    def export_name(self):
+        from sagan_tf import serving
+
+        return self.export.export_name or serving.default_name(self.run.workdir)
+
+    def data_spec(self, split="train", **overrides):
+        """The training data's `DataSpec` (or another split's)."""
+        return self.data.spec(self.image_size, self.model.channels, split=split,
+                              seed=self.training.seed, **overrides)
+
+
+# ---------------------------------------------------------------------- flags
+def option_fields():
+    """(section name, field) of every option, in definition order."""
+    for name, section in SECTIONS.items():
+        for field in dataclasses.fields(section):
+            yield name, field
+
+
+def _base_type(field):
+    args = [a for a in typing.get_args(field.type) if a is not type(None)]
+    return args[0] if typing.get_origin(field.type) is typing.Union else field.type
+
+
+def _is_resolutions(field):
+    return typing.get_origin(_base_type(field)) is tuple
+
+
+def _resolutions(name, values):
+    try:
+        return tuple(int(v) for v in values if v != "")
+    except ValueError:
+        raise ConfigError(f"--{name} must be integers; got {','.join(values)}") from None
+
+
+def define_flags(flag_values):
+    """Defines one absl flag per option in `flag_values` (e.g. `absl.flags.FLAGS`)."""
+    from absl import flags
+
+    for section, field in option_fields():
+        kind = _base_type(field)
+        choices = field.metadata["choices"]
+        help_text = field.metadata["help"]
+        if choices and kind is str:
+            help_text += f" One of: {', '.join(choices)}."
+        args = dict(name=field.name, default=field.default, help=f"[{section}] {help_text}",
+                    flag_values=flag_values)
+        if kind is bool:
+            flags.DEFINE_boolean(**args)
+        elif _is_resolutions(field):
+            flags.DEFINE_list(**args)
+        elif kind is int:
+            flags.DEFINE_integer(**args)
+        elif kind is float:
+            flags.DEFINE_float(**args)
+        else:
+            flags.DEFINE_string(**args)

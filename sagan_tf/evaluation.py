@@ -1,0 +1,125 @@
+"""FID, KID and IS of a generator against a dataset split: real statistics from
+the split, fake ones from a sampler (a Keras generator or a SavedModel's
+`generate` signature), both streamed in batches (see `sagan_tf.metrics`)."""
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from sagan_tf import backbones, data, metrics
+
+
+def _stream(batches, backbone, num, inception_score=None, predictions=None):
+    """Feature statistics of the first `num` images of `batches`, an iterator of
+    (images, labels or None); `predictions` (a list) collects (logits, labels)."""
+    stats = metrics.FeatureStats(backbone.feature_dim)
+    report = max(num // 10, 5000)  # progress lines on long runs only
+    for images, labels in batches:
+        images = images[:num - stats.n]
+        features, logits = backbone(images)
+        stats.update(features)
+        if inception_score is not None:
+            inception_score.update(logits)
+        if predictions is not None and labels is not None:
+            predictions.append((logits, np.asarray(labels)[:len(logits)]))
+        if stats.n // report > (stats.n - len(images)) // report and stats.n < num:
+            logging.info("features of %d / %d images", stats.n, num)
+        if stats.n >= num:
+            break
+    return stats
+
+
+def real_batches(spec, batch_size):
+    for images, labels in data.input_fn(spec, batch_size, repeat=False):
+        yield images, labels
+
+
+def real_stats(backbone, real_spec, num_real, batch_size=100):
+    """Streaming feature statistics of up to `num_real` images of a dataset split."""
+    return _stream(real_batches(real_spec, batch_size), backbone, num_real)
+
+
+def evaluate(sample_fn, backbone, real, num_samples, batch_size=100, kid_subsets=100,
+             kid_subset_size=1000, k=3):
+    """Metrics of `sample_fn(n, offset) -> (images in [-1, 1], labels or None)`
+    against real `FeatureStats`.
+
+    Returns a dict: FID, KID, IS, precision and recall (k-th neighbour
+    manifolds, `k`) and, for labelled samples scored by a backbone that
+    classifies the dataset's classes, `class_accuracy` (the share of samples
+    of label y that the backbone reads as y; None otherwise). `warnings` lists
+    what makes the numbers weaker (few samples).
+    """
+    def fake_batches():
+        offset = 0
+        while True:
+            n = min(batch_size, num_samples - offset)
+            yield sample_fn(n, offset)
+            offset += n
+
+    inception_score = metrics.InceptionScore(num_samples, _num_logits(backbone), splits=10)
+    predictions = [] if getattr(backbone, "classifies_dataset", False) else None
+    fake = _stream(fake_batches(), backbone, num_samples, inception_score, predictions)
+    warnings = []
+    for name, stats in (("real", real), ("fake", fake)):
+        if stats.n <= backbone.feature_dim:
+            warnings.append(
+                f"only {stats.n} {name} samples for {backbone.feature_dim}-d features: the "
+                "covariance is rank-deficient, so FID is biased upward and comparable only "
+                "between runs with the same sample counts")
+    kid_mean, kid_std = metrics.kid(real.kid_features, fake.kid_features, kid_subsets,
+                                    kid_subset_size)
+    is_mean, is_std = inception_score.result()
+    precision, recall = metrics.precision_recall(real.kid_features, fake.kid_features, k)
+    accuracy = None
+    if predictions:
+        accuracy = round(metrics.class_accuracy(np.concatenate([p[0] for p in predictions]),
+                                                np.concatenate([p[1] for p in predictions])), 4)
+    return {"backbone": backbone.name, "label": backbone.label,
+            "comparable_with_papers": backbone.comparable_with_papers,
+            "fid": round(metrics.fid(real, fake), 4), "kid": round(kid_mean, 6),
+            "kid_std": round(kid_std, 6), "is": round(is_mean, 4), "is_std": round(is_std, 4),
+            "precision": round(precision, 4), "recall": round(recall, 4),
+            "class_accuracy": accuracy, "num_real": real.n, "num_fake": fake.n,
+            "warnings": warnings}
+
+
+def _sample_labels(n, num_classes, seed, offset):
+    if not num_classes:
+        return None
+    return tf.random.stateless_uniform([n], seed=[seed + 7920, offset], maxval=num_classes,
+                                       dtype=tf.int32)
+
+
+def generator_sampler(generator, seed=0):
+    """sample_fn of a Keras generator (inference mode, stateless seeded z and labels)."""
+    def sample(n, offset):
+        z = tf.random.stateless_normal([n, generator.z_dim], seed=[seed + 7919, offset])
+        labels = _sample_labels(n, generator.num_classes, seed, offset)
+        return generator(z, labels, training=False), labels
+    return sample
+
+
+def _num_logits(backbone):
+    probe = backbone(tf.zeros([1, 32, 32, 3]))
+    return probe[1].shape[-1]
+
+
+def savedmodel_sampler(path, truncation=2.0, seed=0):
+    """sample_fn of an exported model's `generate` signature (uint8 -> [-1, 1])."""
+    from sagan_tf.sampling import load_model
+
+    loaded = load_model(path)
+    generate = loaded.signatures["generate"]
+    num_classes = int(loaded.num_classes.numpy())
+
+    def sample(n, offset):
+        kwargs = dict(seed=tf.constant(seed * 1_000_003 + offset, tf.int64),
+                      num=tf.constant(n, tf.int32), truncation=tf.constant(truncation, tf.float32))
+        labels = _sample_labels(n, num_classes, seed, offset)
+        if labels is not None:
+            kwargs["labels"] = labels
+        images = generate(**kwargs)["images"]
+        return data.to_model_range(images), labels
+
+    return sample, int(loaded.image_size.numpy())
