@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from sagan_tf import checkpoints, data, training
+from sagan_tf import config as config_lib
 
 
 def gamma_history(workdir):
@@ -78,12 +79,12 @@ def main():
 
     print(json.dumps({"gamma": gamma_history(args.workdir)}))
     saved = checkpoints.read_config(os.path.join(args.workdir, "config.json"))
-    flags = {k: v for k, v in saved["flags"].items()
-             if k in training.TrainConfig.__dataclass_fields__}
+    options = {field.name for _, field in config_lib.option_fields()}
+    flags = {k: v for k, v in saved["flags"].items() if k in options}
     for key in ("g_attention", "d_attention"):
         if flags.get(key) is not None:
             flags[key] = tuple(flags[key])
-    config = training.TrainConfig(**dict(flags, export=False))
+    config = config_lib.TrainConfig.from_flat(**dict(flags, export=False))
     num_classes = saved["architecture"]["generator"]["num_classes"]
     gan = training.build_gan(config, num_classes)
     latest = checkpoints.latest_usable(os.path.join(args.workdir, "checkpoints"), repair=False)
@@ -91,7 +92,7 @@ def main():
 
     images, labels = next(iter(data.input_fn(config.data_spec("train"), args.num)))
     labels = labels if num_classes else None
-    z = tf.random.stateless_normal([args.num, config.z_dim], seed=[0, 1])
+    z = tf.random.stateless_normal([args.num, config.model.z_dim], seed=[0, 1])
     fake = gan.sampler(z, labels, training=False)
     rows = []
     for name, model, x in (("G", gan.sampler, z), ("D", gan.discriminator, images)):

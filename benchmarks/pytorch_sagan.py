@@ -1,6 +1,6 @@
 """The popular PyTorch SAGAN's 64 px model, timed the way `sagan_tf.benchmark` times ours.
 
-Written from the architecture (../shared/REFERENCE.md: heykeetae/Self-Attention-GAN, z 128,
+Written from heykeetae/Self-Attention-GAN's architecture (z 128,
 conv_dim 64; SN on every conv but G's last ConvT and D's last conv; attention after G's 16x16 and
 32x32 layers and D's 8x8 and 4x4 layers), and counted at its best: no G gradients in the D step
 (`torch.no_grad`), D frozen in the G step, built-in spectral_norm, set_to_none zero_grad.

@@ -195,6 +195,21 @@ class MnistClassifier:
         return np.asarray(features), np.asarray(logits)
 
 
+# Backbones trained on one dataset's images, which score nothing else meaningfully.
+DATASET_BACKBONES = {"classifier": "mnist5k"}
+
+
+def check_fits(name, dataset):
+    """Raises BackboneError when backbone `name` cannot score images of `dataset`."""
+    fits = DATASET_BACKBONES.get(name)
+    if fits is not None and dataset != fits:
+        others = [b for b in BACKBONES if b not in DATASET_BACKBONES]
+        raise BackboneError(f"the {name} backbone is the {fits} digit classifier and scores "
+                            f"{fits} only, not {dataset}; use one of {others} "
+                            "(inception_graph with --inception_graph=PATH for FIDs comparable "
+                            "with papers)")
+
+
 def get(name, inception_graph=None, keras_weights="imagenet", cache_dir=None):
     if name == "classifier":
         return MnistClassifier(cache_dir)

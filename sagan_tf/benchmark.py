@@ -81,7 +81,7 @@ def main(argv):
         cli.fail(e)
 
 
-run = cli.entry_point(define_flags, main)
+run = cli.entry_point(define_flags, main, doc=__doc__)
 
 if __name__ == "__main__":
     run()

@@ -2,6 +2,8 @@
 
 import json
 import math
+import signal
+import threading
 import time
 
 import keras
@@ -251,6 +253,8 @@ class PeriodicEvaluation(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         step = _step(self.model)
+        if getattr(self.model, "stop_signal", None) is not None:
+            return  # stopped by a signal: save and go, no final evaluation
         if not self.history or self.history[-1][0] != step:
             self.evaluate(step)  # the final model is always evaluated
 
@@ -258,8 +262,10 @@ class PeriodicEvaluation(keras.callbacks.Callback):
         from sagan_tf import evaluation
 
         result = evaluation.evaluate(evaluation.generator_sampler(self.model.sampler, self.seed),
-                                   self.backbone, self.real_stats, self.num_samples,
-                                   kid_subsets=20, kid_subset_size=min(500, self.num_samples))
+                                     self.backbone, self.real_stats, self.num_samples,
+                                     kid_subsets=evaluation.TRAINING_KID_SUBSETS,
+                                     kid_subset_size=min(evaluation.TRAINING_KID_SUBSET_SIZE,
+                                                         self.num_samples))
         self.history.append((step, result))
         name = self.backbone.name
         with self.writer.as_default(step=step):
@@ -275,6 +281,60 @@ class PeriodicEvaluation(keras.callbacks.Callback):
             self.best_manager.save(checkpoint_number=step)
             with open(f"{self.best_manager.directory}/best.json", "w") as f:
                 json.dump({"step": step, **result}, f, indent=1)
+
+
+class SignalStop(keras.callbacks.Callback):
+    """Stops training cleanly on SIGTERM (how schedulers and preemptible machines stop
+    jobs) or SIGINT (Ctrl-C): the step running when the signal comes finishes, the
+    loop stops (all workers at the same step, through the loop's stop vote), and
+    `CheckpointSaver` saves that step at the end. The signal is recorded as the
+    model's `stop_signal`. While installed, a second signal only repeats the
+    warning, so it cannot interrupt the save.
+
+    `tf.distribute.experimental.PreemptionCheckpointHandler` covers SIGTERM for
+    multi-worker jobs by saving and exiting the process itself; it does not handle
+    SIGINT nor leave the final evaluation, TensorBoard and the lock to the run, so
+    the run handles both signals here, with the loop's vote.
+
+    Call `install()` before training and `uninstall()` after the final save (the
+    handlers can only be set from the main thread; elsewhere nothing is installed).
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        super().__init__()
+        self.received = None
+        self._previous = {}
+
+    def install(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+
+    def uninstall(self):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def _handle(self, signum, frame):
+        name = signal.Signals(signum).name
+        if self.received is None:
+            self.received = signum
+            logging.warning("%s: stopping after this step and writing a checkpoint", name)
+        else:
+            logging.warning("%s: already stopping; the checkpoint is being written", name)
+
+    def _check(self):
+        if self.received is not None:
+            self.model.stop_training = True
+            self.model.stop_signal = self.received
+
+    def on_train_begin(self, logs=None):
+        self._check()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._check()
 
 
 class TimeLimit(keras.callbacks.Callback):

@@ -106,18 +106,28 @@ def restore_generator_for_export(workdir):
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{workdir} is not a training run (no config.json)")
-    latest = latest_usable(os.path.join(workdir, "checkpoints"), repair=False,
-                           error=FileNotFoundError)
-    if latest is None:
-        raise FileNotFoundError(f"{workdir} has no checkpoint")
     architecture = read_config(path)["architecture"]
-    config = architecture["generator"]
-    generator = Generator.from_config(config)
+    generator = Generator.from_config(architecture["generator"])
     generator.build()
     key = "ema_generator" if architecture["ema"] else "generator"
-    status = tf.train.Checkpoint(**{key: checkpoint_weights(generator)}).restore(latest)
-    status.assert_existing_objects_matched().expect_partial()
-    return generator, int(latest.rsplit("-", 1)[1])
+    checkpoint = tf.train.Checkpoint(**{key: checkpoint_weights(generator)})
+    # A live run (a small --keep_checkpoints) may delete the checkpoint found here
+    # before it is read: look again for the newest readable one.
+    for attempt in range(RESTORE_ATTEMPTS):
+        latest = latest_usable(os.path.join(workdir, "checkpoints"), repair=False,
+                               error=FileNotFoundError)
+        if latest is None:
+            raise FileNotFoundError(f"{workdir} has no checkpoint")
+        try:
+            checkpoint.restore(latest).assert_existing_objects_matched().expect_partial()
+            return generator, int(latest.rsplit("-", 1)[1])
+        except (tf.errors.NotFoundError, tf.errors.DataLossError) as e:
+            reason = " ".join(str(getattr(e, "message", e)).split())[:120]
+    raise FileNotFoundError(f"{workdir}: its checkpoints kept disappearing while being read "
+                            f"({RESTORE_ATTEMPTS} tries; last: {reason})")
+
+
+RESTORE_ATTEMPTS = 5
 
 
 def checkpoint_steps(directory):

@@ -2,12 +2,13 @@
 
 An entry module (`sagan_tf.train`, `.export`, `.generate`, `.evaluate`,
 `.benchmark`, `.import_torch`) defines `define_flags(flag_values)` and
-`main(argv)` and ends with `run = cli.entry_point(define_flags, main)`; the
+`main(argv)` and ends with `run = cli.entry_point(define_flags, main, doc=__doc__)`; the
 console commands (`sagan-train`, ...) call `run`, and so does
 `python -m sagan_tf.<name>`. Nothing here runs at import: `runtime.setup()`
 (which must come before TensorFlow is imported) is the first thing `run` does.
 """
 
+import re
 import sys
 
 from sagan_tf import runtime
@@ -15,12 +16,17 @@ from sagan_tf import runtime
 HELP_FLAGS = ("help", "helpshort", "helpfull", "helpxml", "?")
 
 
-def entry_point(define_flags, main, prepare_argv=None):
+def entry_point(define_flags, main, prepare_argv=None, doc=None):
     """A `run()` for a console command: set up the process, define the flags, then
-    `absl.app.run(main)`. `prepare_argv(argv)` may rewrite the arguments first."""
+    `absl.app.run(main)`. `prepare_argv(argv)` may rewrite the arguments first; `doc`
+    (the entry module's docstring) heads `--help`, which absl takes from `__main__`
+    (a console command's `__main__` is its generated script)."""
 
     def run():
         runtime.setup()
+        main_module = sys.modules.get("__main__")
+        if doc and main_module is not None and not main_module.__doc__:
+            main_module.__doc__ = doc
         from absl import app, flags
 
         define_flags(flags.FLAGS)
@@ -44,12 +50,24 @@ def _is_help(arg):
 def check_no_arguments(argv):
     """Exits with one line when positional arguments follow the flags."""
     if len(argv) > 1:
-        sys.exit(f"error: unexpected arguments {argv[1:]}")
+        fail(f"unexpected arguments {argv[1:]}")
 
 
 def fail(error):
-    """Exits with `error: <message>` (one line) and status 1."""
-    sys.exit(f"error: {error}")
+    """Exits with `error: <message>` (one line) and status 1. The line is written
+    here, not left to SystemExit, which Python prints after the exit handlers
+    (`runtime.filter_stderr` drains stderr in one)."""
+    print(f"error: {one_line(error)}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+_ESCAPES = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def one_line(message):
+    """`message` as one plain line: terminal escape sequences and control characters
+    (colours that libraries put in their errors) removed, white space folded."""
+    return " ".join(_ESCAPES.sub("", str(message)).split())
 
 
 def flag_definer(flag_values):

@@ -16,6 +16,7 @@ Example:
 """
 
 import dataclasses
+import json
 import os
 import typing
 from typing import Optional, Tuple
@@ -34,9 +35,12 @@ class ConfigError(ValueError):
     """Invalid or contradictory settings, reported before any work starts."""
 
 
-def option(default, help, choices=None):  # noqa: A002 (absl's word)
-    """A config field: its default, its help text and, for a closed set, its choices."""
-    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+def option(default, help, choices=None, resumable=False):  # noqa: A002 (absl's word)
+    """A config field: its default, its help text, for a closed set its choices, and
+    whether a resumed run may change it (`resumable`: it does not change what a
+    training step computes, e.g. cadences, paths, devices, the step count)."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices,
+                                                        "resumable": resumable})
 
 
 def _bad(message):
@@ -142,12 +146,13 @@ class DataConfig(_Section):
 
     dataset: str = option("mnist5k", "TFDS name (celeb_a, cifar10, lsun/church_outdoor, "
                           "lsun/bedroom, imagenet2012), mnist5k (offline), or folder:PATH.")
-    data_dir: Optional[str] = option(None, "TFDS data directory.")
-    manual_dir: Optional[str] = option(None, "TFDS manual-download directory.")
+    data_dir: Optional[str] = option(None, "TFDS data directory.", resumable=True)
+    manual_dir: Optional[str] = option(None, "TFDS manual-download directory.", resumable=True)
     crop: Optional[int] = option(None, "Center crop before resizing (celeb_a default 140).")
     folder_labels: bool = option(False, "Use class sub-folders of folder:PATH as labels.")
     deterministic: bool = option(False, "Deterministic input order for TFDS datasets (mnist5k "
-                                 "and folders are always read in a fixed, step-indexed order).")
+                                 "and folders are always read in a fixed, step-indexed order).",
+        resumable=True)
 
     def validate(self):
         from sagan_tf import data
@@ -174,10 +179,10 @@ class TrainingConfig(_Section):
     """The optimization: steps, batch, optimizers, loss, EMA, augmentation, precision
     (`sagan_tf.gan.SAGAN`)."""
 
-    steps: int = option(2000, "Total generator steps.")
+    steps: int = option(2000, "Total generator steps.", resumable=True)
     batch_size: int = option(64, "Global batch size (split over replicas).")
-    lr_g: float = option(1e-4, "Generator learning rate (TTUR).")
-    lr_d: float = option(4e-4, "Discriminator learning rate (TTUR).")
+    lr_g: float = option(1e-4, "Generator learning rate (TTUR).", resumable=True)
+    lr_d: float = option(4e-4, "Discriminator learning rate (TTUR).", resumable=True)
     beta1: float = option(0.0, "Adam beta1.")
     beta2: float = option(0.9, "Adam beta2: 0.9 as the PyTorch SAGAN, 0.999 as the official code.")
     adam_epsilon: float = option(1e-8, "Adam epsilon (1e-8 as PyTorch and TF1; Keras's default "
@@ -218,22 +223,30 @@ class RunConfig(_Section):
     (`sagan_tf.training`)."""
 
     workdir: Optional[str] = option(None, "Run directory (default runs/<dataset>); resumes "
-                                    "from it.")
+                                    "from it.",
+        resumable=True)
     strategy: str = option("auto", "auto (MirroredStrategy over all local GPUs, else one "
                            "device), one_device, mirrored, or multi_worker (TF_CONFIG).",
-                           STRATEGIES)
+                           STRATEGIES,
+        resumable=True)
     num_cpu_devices: int = option(0, "Split the CPU into N logical devices (testing "
-                                  "MirroredStrategy without GPUs).")
-    jit_compile: bool = option(False, "XLA-compile the train step (one device only).")
+                                  "MirroredStrategy without GPUs).",
+        resumable=True)
+    jit_compile: bool = option(False, "XLA-compile the train step (one device only).", resumable=True)
     steps_per_execution: int = option(1, "Training steps per tf.function call (one Python "
                                       "round trip for all of them; --log_every, --sample_every, "
                                       "--checkpoint_every and --eval_every must be multiples "
-                                      "of it).")
-    sample_every: int = option(500, "Steps between sample grids and attention maps.")
-    checkpoint_every: int = option(500, "Steps between checkpoints.")
-    keep_checkpoints: int = option(3, "Checkpoints kept.")
-    log_every: int = option(50, "Steps between progress lines and scalar summaries.")
-    max_minutes: float = option(0.0, "Stop after this many minutes of training (0: no limit).")
+                                      "of it).",
+        resumable=True)
+    sample_every: int = option(500, "Steps between sample grids and attention maps.", resumable=True)
+    checkpoint_every: int = option(500, "Steps between checkpoints.", resumable=True)
+    keep_checkpoints: int = option(3, "Checkpoints kept.", resumable=True)
+    log_every: int = option(50, "Steps between progress lines and scalar summaries.", resumable=True)
+    max_minutes: float = option(0.0, "Stop after this many minutes of training (0: no limit).", resumable=True)
+    allow_config_change: bool = option(
+        False, "Resume even though options that change the training step (batch size, "
+        "dataset, loss, ...) differ from the run's config.json; each change is logged there "
+        "with its step. The precision can never change on resume.", resumable=True)
 
     def validate(self):
         super().validate()
@@ -247,13 +260,16 @@ class EvalConfig(_Section):
     """Periodic FID/KID/IS during training (`sagan_tf.evaluation`)."""
 
     eval_every: int = option(0, "Steps between FID/KID/IS evaluations (0: off); the best "
-                             "checkpoint by FID is kept in <workdir>/best.")
-    eval_samples: int = option(1000, "Samples per periodic evaluation (at least 10).")
+                             "checkpoint by FID is kept in <workdir>/best.",
+        resumable=True)
+    eval_samples: int = option(1000, "Samples per periodic evaluation (at least 10).", resumable=True)
     eval_backbone: str = option("classifier", "Feature network of the periodic evaluation "
-                                "(classifier: mnist5k only).", BACKBONES)
+                                "(classifier: mnist5k only).", BACKBONES,
+        resumable=True)
     inception_graph: Optional[str] = option(None, "Path of the FID Inception graph "
                                             "(classify_image_graph_def.pb) for "
-                                            "--eval_backbone=inception_graph.")
+                                            "--eval_backbone=inception_graph.",
+        resumable=True)
 
     def validate(self):
         super().validate()
@@ -265,10 +281,11 @@ class EvalConfig(_Section):
 class ExportConfig(_Section):
     """The SavedModel written at the end (`sagan_tf.serving`)."""
 
-    export: bool = option(True, "Export the generator as a SavedModel at the end.")
-    export_dir: str = option("savedmodels", "Base directory of exported SavedModels.")
+    export: bool = option(True, "Export the generator as a SavedModel at the end.", resumable=True)
+    export_dir: str = option("savedmodels", "Base directory of exported SavedModels.", resumable=True)
     export_name: Optional[str] = option(None, "Exported model name (default: the workdir's "
-                                        "name).")
+                                        "name).",
+        resumable=True)
 
     def validate(self):
         from sagan_tf import serving
@@ -285,9 +302,26 @@ SECTIONS = {"model": ModelConfig, "data": DataConfig, "training": TrainingConfig
             "run": RunConfig, "eval": EvalConfig, "export": ExportConfig}
 
 
+def resume_changes(saved, config):
+    """{option: (saved value, new value)} of the options `config` changes against a
+    run's recorded flags (`saved`, config.json's "flags"), split into
+    (resumable changes, changes of the training step). Options the record lacks
+    (added since) are not compared."""
+    fields = {f.name: f for _, f in option_fields()}
+    ours = json.loads(json.dumps(config.flat(), default=str))
+    safe, unsafe = {}, {}
+    for name, value in ours.items():
+        if name in saved and saved[name] != value:
+            target = safe if fields[name].metadata["resumable"] else unsafe
+            target[name] = (saved[name], value)
+    return safe, unsafe
+
+
 def default_workdir(dataset):
-    """runs/<dataset>, with '/' and ':' made '_' (folder:PATH -> runs/folder_PATH)."""
-    return os.path.join("runs", dataset.replace("/", "_").replace(":", "_"))
+    """runs/<dataset> ('/' made '_'); for folder:PATH, runs/<the folder's name>."""
+    if dataset.startswith("folder:"):
+        return os.path.join("runs", os.path.basename(os.path.normpath(dataset[len("folder:"):])))
+    return os.path.join("runs", dataset.replace("/", "_"))
 
 
 @dataclasses.dataclass
@@ -351,10 +385,16 @@ class TrainConfig:
         if self.run.jit_compile and self.run.strategy in ("mirrored", "multi_worker"):
             _bad("--jit_compile works on one device only; use --strategy=one_device or auto "
                  "on a single device")
-        if (self.eval.eval_every and self.eval.eval_backbone == "classifier"
-                and self.data.dataset != "mnist5k"):
-            _bad("--eval_backbone=classifier (the mnist5k classifier) fits --dataset=mnist5k "
-                 "only; use --eval_backbone=inception_graph --inception_graph=PATH")
+        if self.eval.eval_every:
+            from sagan_tf import backbones
+
+            try:
+                backbones.check_fits(self.eval.eval_backbone, self.data.dataset)
+            except backbones.BackboneError as e:
+                _bad(f"--eval_backbone: {e}")
+        if self.data.folder_labels and not self.model.conditional:
+            _bad("--folder_labels gives labels that only a class-conditional model uses; add "
+                 "--conditional (or drop --folder_labels)")
 
     @property
     def image_size(self):

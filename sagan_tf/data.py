@@ -86,6 +86,11 @@ class DataSpec:
         check_dataset_name(self.dataset)
 
 
+def label_table(class_names):
+    """`0=cats, 1=dogs`: which label each class name became."""
+    return ", ".join(f"{i}={name}" for i, name in enumerate(class_names))
+
+
 def check_dataset_name(name):
     """Raises DataError unless `name` is a dataset this module reads."""
     if not (name in TFDS_DATASETS or name in OFFLINE_DATASETS or name.startswith("folder:")):
@@ -94,9 +99,13 @@ def check_dataset_name(name):
 
 @dataclasses.dataclass(frozen=True)
 class DataInfo:
+    """What a dataset holds: `class_names[i]` names label i (folders with labels;
+    empty where the source has no names)."""
+
     num_classes: int
     num_examples: Optional[int]
     description: str
+    class_names: tuple = ()
 
 
 # ----------------------------------------------------------------------------- preprocessing
@@ -171,32 +180,62 @@ def _mnist5k_source(spec):
 _FOLDER_CACHE = {}
 
 
+# Why a file of an image folder is skipped, by the reason _probe gives.
+SKIP_REASONS = {
+    "broken link": "broken links",
+    "not a regular file": "not regular files (FIFOs, sockets, devices, directories)",
+    "unsupported mode": "palette or 1-bit BMPs (TensorFlow's decoder misreads or refuses them)",
+    "undecodable": "corrupt or not an image its name says (e.g. a TIFF named .png)",
+}
+EXIF_ORIENTATION = 0x0112
+
+
 def _probe(path):
-    """(ok, width, height) of an image file, decoded by the decoder training uses.
+    """(reason it is skipped or None, width, height, EXIF orientation) of an image
+    file, decoded by the decoder training uses. Anything but a regular file (or a
+    link to one) is refused without being opened, so a FIFO cannot block the scan.
 
     PIL reads more than TensorFlow does: a TIFF named .png, or a 1-bit BMP, pass
     PIL and crash training at the step that reads them. Palette BMPs decode in
     TensorFlow, but as grayscale palette indices, so they are refused too.
     """
+    import stat
+
     from PIL import Image
 
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return ("broken link" if os.path.islink(path) else "undecodable"), 0, 0, 1
+    if not stat.S_ISREG(mode):
+        return "not a regular file", 0, 0, 1
     try:
         with Image.open(path) as image:
             image.load()
             if image.format == "BMP" and image.mode in ("P", "1"):
-                return False, 0, 0  # TensorFlow would misread (palette) or fail (1-bit)
-        decoded = _decode_any(tf.io.read_file(path))
+                return "unsupported mode", 0, 0, 1
+            orientation = int(image.getexif().get(EXIF_ORIENTATION, 1) or 1)
+        decoded = _decode_any(tf.io.read_file(os.fsencode(path)))
         height, width = int(decoded.shape[0]), int(decoded.shape[1])
-        return decoded.shape[-1] == 3 and height > 0 and width > 0, width, height
+        if decoded.shape[-1] != 3 or height <= 0 or width <= 0:
+            return "undecodable", 0, 0, 1
+        return None, width, height, orientation if 1 <= orientation <= 8 else 1
     except Exception:  # noqa: BLE001 - any decoder failure means unreadable
-        return False, 0, 0
+        return "undecodable", 0, 0, 1
+
+
+def _printable(path, root):
+    """A file name for a message (bytes that are not UTF-8 shown escaped)."""
+    return os.path.relpath(path, root).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def scan_folder(root, image_size, folder_labels=False):
-    """Readable image paths, labels and class names under `root` (recursive).
+    """(paths, labels, class names, skipped count, small count, orientations) of the
+    readable images under `root` (recursive): paths as bytes (any file name, UTF-8
+    or not), EXIF orientations (1: upright) for training to apply.
 
-    Unreadable or corrupt files are skipped with one warning (count and a few
-    names); images smaller than `image_size` are kept and counted (upscaled).
+    Skipped files are counted by reason in one warning (with a few names); images
+    smaller than `image_size` are kept and counted (upscaled).
     """
     key = (os.path.abspath(root), image_size, folder_labels)
     if key in _FOLDER_CACHE:
@@ -211,15 +250,22 @@ def scan_folder(root, image_size, folder_labels=False):
     )
     with ThreadPoolExecutor(max_workers=8) as pool:
         probes = list(pool.map(_probe, paths))
-    good = [p for p, (ok, _, _) in zip(paths, probes) if ok]
-    bad = [p for p, (ok, _, _) in zip(paths, probes) if not ok]
-    small = sum(ok and min(w, h) < image_size for ok, w, h in probes)
+    good = [p for p, probe in zip(paths, probes) if probe[0] is None]
+    orientations = [probe[3] for probe in probes if probe[0] is None]
+    bad = [(p, probe[0]) for p, probe in zip(paths, probes) if probe[0] is not None]
+    small = sum(probe[0] is None and min(probe[1], probe[2]) < image_size for probe in probes)
     if bad:
-        names = ", ".join(os.path.relpath(p, root) for p in bad[:5])
-        logging.warning("skipped %d image(s) in %s that are corrupt or that TensorFlow's decoder "
-                        "cannot read as RGB (palette or 1-bit BMP, a format its name hides): %s%s",
-                        len(bad), root,
+        counts = {}
+        for _, reason in bad:
+            counts[reason] = counts.get(reason, 0) + 1
+        names = ", ".join(_printable(p, root) for p, _ in bad[:5])
+        logging.warning("skipped %d file(s) in %s: %s (%s%s)", len(bad), root,
+                        "; ".join(f"{n} {SKIP_REASONS[r]}" for r, n in counts.items()),
                         names, " ..." if len(bad) > 5 else "")
+    rotated = sum(o != 1 for o in orientations)
+    if rotated:
+        logging.info("%d image(s) in %s carry an EXIF orientation; they are turned upright",
+                     rotated, root)
     if small:
         logging.warning("%d image(s) in %s are smaller than %d px and will be upscaled",
                         small, root, image_size)
@@ -234,10 +280,54 @@ def scan_folder(root, image_size, folder_labels=False):
         index = {c: i for i, c in enumerate(classes)}
         keep = [i for i, r in enumerate(rel) if len(r) > 1]
         good = [good[i] for i in keep]
+        orientations = [orientations[i] for i in keep]
         labels = [index[rel[i][0]] for i in keep]
-    result = (good, labels, classes, len(bad), small)
+        classes = [c.encode("utf-8", "backslashreplace").decode("utf-8") for c in classes]
+    result = ([os.fsencode(p) for p in good], labels, classes, len(bad), small, orientations)
     _FOLDER_CACHE[key] = result
     return result
+
+
+def upright(image, orientation):
+    """`image` (H, W, C) turned as its EXIF `orientation` (1-8) asks, as PIL's
+    `ImageOps.exif_transpose` does."""
+    flip = tf.image.flip_left_right
+    transpose = lambda x: tf.transpose(x, [1, 0, 2])  # noqa: E731
+    return tf.switch_case(orientation - 1, [
+        lambda: image,                                   # 1: upright
+        lambda: flip(image),                             # 2: mirrored
+        lambda: tf.image.rot90(image, 2),                # 3: upside down
+        lambda: tf.image.flip_up_down(image),            # 4: mirrored, upside down
+        lambda: transpose(image),                        # 5: transposed
+        lambda: tf.image.rot90(image, 3),                # 6: turned 90 degrees clockwise
+        lambda: tf.image.rot90(transpose(image), 2),     # 7: transversed
+        lambda: tf.image.rot90(image, 1),                # 8: turned 90 degrees counter-clockwise
+    ])
+
+
+# The marker of an image that cannot be read any more (changed after the scan).
+UNREADABLE = "image file no longer readable:"
+_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"RIFF")
+
+
+def _readable(data):
+    """Whether `data` starts as a JPEG, PNG, GIF, BMP or WebP file does."""
+    head = tf.strings.substr(data, 0, 4)
+    return tf.reduce_any(tf.stack([tf.strings.substr(head, 0, len(m)) == m for m in _MAGIC]))
+
+
+def input_error(error, dataset):
+    """One line for a `tf.errors.OpError` raised by reading `dataset`'s files during
+    training (a file changed or removed after the scan), or None for any other error."""
+    message = " ".join(str(getattr(error, "message", error)).split())
+    if UNREADABLE in message:
+        path = message.split(UNREADABLE, 1)[1].split("]", 1)[0].strip(" [\"'")
+        return (f"{path} in {dataset} changed after the scan and is no longer an image; "
+                "remove or restore it and run the same command to resume")
+    if isinstance(error, tf.errors.NotFoundError) and dataset.startswith("folder:"):
+        return (f"a file of {dataset} disappeared after the scan ({message[:200]}); run the same "
+                "command to resume (the folder is scanned again)")
+    return None
 
 
 def _decode_any(data):
@@ -253,16 +343,22 @@ def _decode_any(data):
 
 def _folder_source(spec):
     root = spec.dataset[len("folder:"):]
-    paths, labels, classes, _, _ = scan_folder(root, spec.image_size, spec.folder_labels)
+    paths, labels, classes, _, _, orientations = scan_folder(root, spec.image_size,
+                                                             spec.folder_labels)
 
-    def prepare(path, label):
-        image = _decode_any(tf.io.read_file(path))
+    def prepare(path, label, orientation):
+        data = tf.io.read_file(path)
+        with tf.control_dependencies([tf.debugging.Assert(_readable(data), [UNREADABLE, path])]):
+            image = _decode_any(tf.identity(data))
         image.set_shape([None, None, 3])
+        image = upright(image, orientation)
         image = center_crop_resize(image, spec.image_size, spec.crop)
         return _set_channels(image, spec.channels), label
 
-    return ((np.asarray(paths), np.asarray(labels, np.int32)), prepare,
-            DataInfo(len(classes), len(paths), f"folder {root} ({len(paths)} images)"))
+    return ((np.asarray(paths, dtype=object), np.asarray(labels, np.int32),
+             np.asarray(orientations, np.int32)), prepare,
+            DataInfo(len(classes), len(paths), f"folder {root} ({len(paths)} images)",
+                     tuple(classes)))
 
 
 # ----------------------------------------------------------------------------- TFDS

@@ -1,12 +1,18 @@
-"""sagan-evaluate (python -m sagan_tf.evaluate): FID, KID and IS of an exported
-generator, one JSON line.
+"""sagan-evaluate (python -m sagan_tf.evaluate): FID, KID and IS of a generator, one
+JSON line.
 
-    sagan-evaluate --model=savedmodels/mnist5k --dataset=mnist5k --split=test
+    sagan-evaluate --model=savedmodels/mnist5k_32 --dataset=mnist5k --split=test
     sagan-evaluate --model=savedmodels/celeba --dataset=celeb_a \\
         --backbone=inception_graph --inception_graph=classify_image_graph_def.pb --num_samples=50000
+    sagan-evaluate --workdir=runs/mnist5k_32 --num_samples=2000
 
-Real statistics come from the dataset split, fake ones from the SavedModel's
-`generate` signature; both are streamed in batches (see `sagan_tf.evaluation`).
+With `--model`, fake images come from the SavedModel's `generate` signature (uint8
+images, z truncated at `--truncation`). With `--workdir`, they come from the run's
+latest checkpoint (the EMA generator when the run keeps one) exactly as the run's
+own periodic evaluation draws them (float images, untruncated z, the same seeded
+stream and KID subsets), so `--num_samples` equal to the run's `--eval_samples`
+reproduces its last evaluation. Real statistics come from the dataset split; both
+are streamed in batches (see `sagan_tf.evaluation`).
 """
 
 import json
@@ -19,19 +25,60 @@ def define_flags(flag_values):
 
     define = cli.flag_definer(flag_values)
     define("string", "model", None, "Exported model: savedmodels/NAME or a version directory.")
-    define("string", "dataset", "mnist5k", "Real data (as in training).")
+    define("string", "workdir", None, "A training run instead of --model: its latest checkpoint, "
+           "sampled as its periodic evaluation samples (default --dataset, --data_dir and "
+           "--seed: the run's).")
+    define("string", "dataset", None, "Real data, as in training (default: mnist5k, or the "
+           "run's with --workdir).")
     define("string", "split", None, "Real split (default: test for mnist5k, train otherwise).")
     define("integer", "num_samples", 5000, "Generated samples.", lower_bound=10)
     define("integer", "num_real", None, "Real samples (default: --num_samples, or the split).",
            lower_bound=4)
-    define("enum", "backbone", "classifier", list(config.BACKBONES), "Feature network.")
+    define("enum", "backbone", "classifier", list(config.BACKBONES), "Feature network "
+           "(classifier: the mnist5k digit classifier, for --dataset=mnist5k only).")
     define("string", "inception_graph", None, "Path of classify_image_graph_def.pb.")
     define("string", "keras_inception_weights", "imagenet", "Keras InceptionV3 weights.")
-    define("float", "truncation", 2.0, "Truncation of z, in (0, 2].", lower_bound=1e-3,
+    define("float", "truncation", 2.0, "--model: truncation of z, in (0, 2].", lower_bound=1e-3,
            upper_bound=2.0)
     define("integer", "batch_size", 100, "Batch size.", lower_bound=1, upper_bound=1024)
-    define("integer", "seed", 0, "Sampling seed.", lower_bound=0, upper_bound=2**31 - 1)
+    define("integer", "seed", None, "Sampling seed (default: 0, or the run's with --workdir).",
+           lower_bound=0, upper_bound=2**31 - 1)
     define("string", "data_dir", None, "TFDS data directory.")
+
+
+def _run_flags(FLAGS):
+    """The flags of the --workdir run ({} for --model)."""
+    import os
+
+    from sagan_tf import checkpoints, sampling
+
+    if bool(FLAGS.model) == bool(FLAGS.workdir):
+        raise sampling.GenerateError("give one of --model (a SavedModel) and --workdir (a run)")
+    if not FLAGS.workdir:
+        return {}
+    path = os.path.join(FLAGS.workdir, "config.json")
+    if not os.path.exists(path):
+        raise sampling.GenerateError(f"{FLAGS.workdir} is not a training run (no config.json)")
+    return checkpoints.read_config(path, sampling.GenerateError)["flags"]
+
+
+def _sampler(FLAGS, run):
+    """(sample_fn, image size, KID arguments, what was sampled) of --model or --workdir."""
+    from sagan_tf import checkpoints, evaluation, sampling
+
+    if FLAGS.model:
+        path = sampling.resolve_model_dir(FLAGS.model)
+        sample, size = evaluation.savedmodel_sampler(path, FLAGS.truncation, FLAGS.seed or 0)
+        return sample, size, {}, path
+    try:
+        generator, step = checkpoints.restore_generator_for_export(FLAGS.workdir)
+    except FileNotFoundError as e:
+        raise sampling.GenerateError(str(e)) from None
+    seed = run.get("seed", 0) if FLAGS.seed is None else FLAGS.seed
+    kid = dict(kid_subsets=evaluation.TRAINING_KID_SUBSETS,
+               kid_subset_size=min(evaluation.TRAINING_KID_SUBSET_SIZE, FLAGS.num_samples))
+    return (evaluation.generator_sampler(generator, seed), generator.image_size, kid,
+            f"{FLAGS.workdir} (step {step})")
 
 
 def main(argv):
@@ -42,26 +89,30 @@ def main(argv):
     FLAGS = flags.FLAGS
     cli.check_no_arguments(argv)
     try:
-        path = sampling.resolve_model_dir(FLAGS.model)
-        sample, size = evaluation.savedmodel_sampler(path, FLAGS.truncation, FLAGS.seed)
-        split = FLAGS.split or ("test" if FLAGS.dataset == "mnist5k" else "train")
-        spec = data.DataSpec(FLAGS.dataset, size, 3, split=split, data_dir=FLAGS.data_dir,
-                             deterministic=True)
+        run = _run_flags(FLAGS)
+        dataset = FLAGS.dataset or run.get("dataset", "mnist5k")
+        backbones.check_fits(FLAGS.backbone, dataset)
+        sample, size, kid, source = _sampler(FLAGS, run)
+        split = FLAGS.split or ("test" if dataset == "mnist5k" else "train")
+        spec = data.DataSpec(dataset, size, 3, split=split,
+                             data_dir=FLAGS.data_dir or run.get("data_dir"),
+                             crop=run.get("crop"), deterministic=True)
         backbone = backbones.get(FLAGS.backbone, FLAGS.inception_graph,
                                  FLAGS.keras_inception_weights)
         real = evaluation.real_stats(backbone, spec, FLAGS.num_real or FLAGS.num_samples,
                                      FLAGS.batch_size)
-        result = evaluation.evaluate(sample, backbone, real, FLAGS.num_samples, FLAGS.batch_size)
+        result = evaluation.evaluate(sample, backbone, real, FLAGS.num_samples,
+                                     FLAGS.batch_size, **kid)
     except (sampling.GenerateError, data.DataError, backbones.BackboneError,
             metrics.MetricError) as e:
         cli.fail(e)
     for warning in result["warnings"]:
         logging.warning("%s", warning)
-    result.update(model=path, dataset=FLAGS.dataset, split=split)
+    result.update(model=source, dataset=dataset, split=split)
     print(json.dumps(result))
 
 
-run = cli.entry_point(define_flags, main)
+run = cli.entry_point(define_flags, main, doc=__doc__)
 
 if __name__ == "__main__":
     run()

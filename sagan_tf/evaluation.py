@@ -30,6 +30,10 @@ def _stream(batches, backbone, num, inception_score=None, predictions=None):
 
 
 def real_batches(spec, batch_size):
+    """One pass over a split in batches (of the whole split when it is smaller)."""
+    num_examples = data.describe(spec).num_examples
+    if num_examples:
+        batch_size = min(batch_size, num_examples)
     for images, labels in data.input_fn(spec, batch_size, repeat=False):
         yield images, labels
 
@@ -67,6 +71,9 @@ def evaluate(sample_fn, backbone, real, num_samples, batch_size=100, kid_subsets
                 f"only {stats.n} {name} samples for {backbone.feature_dim}-d features: the "
                 "covariance is rank-deficient, so FID is biased upward and comparable only "
                 "between runs with the same sample counts")
+    if real.n < 2:
+        raise metrics.MetricError(f"the real set gave {real.n} image(s); FID, KID and recall "
+                                  "need at least 2 (a larger split or folder)")
     kid_mean, kid_std = metrics.kid(real.kid_features, fake.kid_features, kid_subsets,
                                     kid_subset_size)
     is_mean, is_std = inception_score.result()
@@ -89,6 +96,12 @@ def _sample_labels(n, num_classes, seed, offset):
         return None
     return tf.random.stateless_uniform([n], seed=[seed + 7920, offset], maxval=num_classes,
                                        dtype=tf.int32)
+
+
+# Periodic evaluation during training (callbacks.PeriodicEvaluation) uses fewer, smaller
+# KID subsets than a standalone evaluation, which reproduces it with these.
+TRAINING_KID_SUBSETS = 20
+TRAINING_KID_SUBSET_SIZE = 500
 
 
 def generator_sampler(generator, seed=0):

@@ -41,7 +41,7 @@ def main(argv):
     print(path)
 
 
-run = cli.entry_point(define_flags, main)
+run = cli.entry_point(define_flags, main, doc=__doc__)
 
 if __name__ == "__main__":
     run()

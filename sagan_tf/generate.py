@@ -6,6 +6,7 @@ model written by `sagan-export` or `sagan-train`:
 
     sagan-generate --model=savedmodels/mnist5k --num=64 --out=grid.png
     sagan-generate --model=savedmodels/mnist5k --interpolate=10 --out=lerp.png
+    sagan-generate --model=savedmodels/mnist5k --attention=4 --out=attention.png
 """
 
 import os
@@ -21,25 +22,35 @@ def define_flags(flag_values):
     define("string", "out", "samples.png", "Output PNG path (.png).")
     define("float", "truncation", 2.0, "Truncate z to [-t, t], t in (0, 2]; smaller = safer, "
            "less varied samples (the default 2 barely truncates).")
-    define("list", "labels", None, "Class labels for conditional models: one row per listed "
-           "class, --num // len(labels) images each (at least 1).")
+    define("list", "labels", None, "Class labels for conditional models (numbers, or the class "
+           "names of a model trained on a labelled folder): one row per listed class, "
+           "--num // len(labels) images each (at least 1).")
     define("integer", "interpolate", 0, "If > 0: rows of STEPS images interpolating between "
            "two latents.", lower_bound=0, upper_bound=64)
     define("integer", "rows", 8, "Interpolation rows.", lower_bound=1, upper_bound=64)
+    define("integer", "attention", 0, "If > 0: this many images, each with where G's attention "
+           "layer of the highest resolution looks from three query pixels.", lower_bound=0,
+           upper_bound=16)
     define("integer", "seed", 0, "Random seed.", lower_bound=0, upper_bound=2**63 - 1)
 
 
 def main(argv):
-    from absl import flags
+    from absl import flags, logging
 
-    from sagan_tf import sampling, visualize
+    from sagan_tf import data, sampling, visualize
 
     FLAGS = flags.FLAGS
     cli.check_no_arguments(argv)
     try:
         path = sampling.resolve_model_dir(FLAGS.model, FLAGS.version)
         loaded = sampling.load_model(path)
-        if FLAGS.interpolate > 0:
+        names = sampling.class_names(loaded)
+        if names:
+            logging.info("labels: %s", data.label_table(names))
+        if FLAGS.attention > 0:
+            image = sampling.attention_figure(loaded, FLAGS.attention, FLAGS.labels, FLAGS.seed,
+                                              FLAGS.truncation)
+        elif FLAGS.interpolate > 0:
             image = sampling.interpolation(loaded, FLAGS.interpolate, FLAGS.rows, FLAGS.labels,
                                            FLAGS.seed, FLAGS.truncation)
         else:
@@ -58,7 +69,7 @@ def main(argv):
     print(FLAGS.out)
 
 
-run = cli.entry_point(define_flags, main)
+run = cli.entry_point(define_flags, main, doc=__doc__)
 
 if __name__ == "__main__":
     run()

@@ -18,7 +18,7 @@ the stored `u` to that fixed point (`--power_iterations` at most), so sigma is
 the kernel's largest singular value; the largest relative change from the
 sigma of heykeetae's next forward call is printed.
 
-torch is needed by this command only (`pip install torch`).
+torch is needed by this command only (`pip install "sagan-tf[torch]"`).
 """
 
 import os
@@ -44,14 +44,14 @@ def read_state_dict(path):
         import torch
     except ModuleNotFoundError:
         raise ImportError_("reading .pth files needs PyTorch, which is not installed: "
-                           "pip install torch") from None
+                           'pip install "sagan-tf[torch]"') from None
     if not os.path.isfile(path):
         raise ImportError_(f"{path} does not exist")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad file
         raise ImportError_(f"{path} is not a readable PyTorch file ({type(e).__name__}: "
-                           f"{' '.join(str(e).split())[:100]})") from None
+                           f"{cli.one_line(e)[:100]})") from None
     if not isinstance(state, dict) or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise ImportError_(f"{path} does not hold a state_dict (a dict of tensors); save "
@@ -357,7 +357,7 @@ def main(argv):
         cli.fail(e)
 
 
-run = cli.entry_point(define_flags, main)
+run = cli.entry_point(define_flags, main, doc=__doc__)
 
 if __name__ == "__main__":
     run()

@@ -12,6 +12,12 @@ and a quiet start on machines without a GPU.
     Set `TF_CPP_MIN_LOG_LEVEL=0` to see them;
   - TensorFlow's and Keras's own INFO lines through absl (signature renaming,
     checkpoint sharding timings) are dropped; warnings and errors stay;
+  - at that default level, one known harmless line of TensorFlow's graph optimizer
+    is dropped from stderr (`filter_stderr`, `HARMLESS_STDERR`): Grappler's
+    remapper tries to fuse a convolution, its bias `Add` and the LeakyReLU of D
+    into one op, which would remove the `Add` output that LeakyReLU's gradient
+    reads, so it logs `remapper failed: ... Mutation::Apply error` and leaves that
+    graph as it was (the step computes exactly what it would without the remapper);
   - glibc's malloc keeps freed memory for reuse (`keep_freed_memory`): by default
     it maps every block of 32 MiB or more (an attention map of batch 128 at
     16x16 is 32 MiB) freshly from the kernel and returns it on free, so each step
@@ -58,10 +64,70 @@ def keep_freed_memory():
         return False
 
 
+# Byte strings of C++ log lines that say nothing a user can act on (see the module doc).
+HARMLESS_STDERR = (b"remapper failed: INVALID_ARGUMENT: Mutation::Apply error: fanout",)
+
+_FILTER = r"""
+import os, sys
+patterns = [p.encode() for p in sys.argv[1:]]
+rest = b""
+while True:
+    chunk = os.read(0, 65536)
+    if not chunk:
+        break
+    *lines, rest = (rest + chunk).split(b"\n")
+    out = b"".join(line + b"\n" for line in lines if not any(p in line for p in patterns))
+    if out:
+        os.write(1, out)
+if rest:
+    os.write(1, rest)
+"""
+
+
+def filter_stderr(patterns=HARMLESS_STDERR):
+    """Sends this process's stderr (fd 2, C++ logs included) through a small filter
+    process that drops the lines holding one of `patterns`. The filter runs in its
+    own session, so Ctrl-C reaches only this process, and it reads until every
+    writer has closed, so nothing written before a crash is lost. Returns whether
+    it applied."""
+    import subprocess
+
+    try:
+        sys.stderr.flush()
+        proc = subprocess.Popen([sys.executable, "-c", _FILTER, *(p.decode() for p in patterns)],
+                                stdin=subprocess.PIPE, stdout=os.dup(2), stderr=subprocess.DEVNULL,
+                                start_new_session=True, close_fds=True)
+    except OSError:
+        return False
+    original = os.dup(2)
+    os.dup2(proc.stdin.fileno(), 2)
+    proc.stdin.close()
+
+    def drain():
+        # Give fd 2 back, which closes the filter's input, and let it write what is
+        # left before the shell prompt returns.
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os.dup2(original, 2)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+    import atexit
+
+    atexit.register(drain)
+    return True
+
+
 def setup():
     keep_freed_memory()
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if os.environ["TF_CPP_MIN_LOG_LEVEL"] == "2":
+        filter_stderr()
     from absl import logging as absl_logging
 
     absl_logging.get_absl_logger().addFilter(_LibraryInfoFilter())

@@ -44,14 +44,27 @@ def load_model(path):
                             f"{' '.join(message.split())[:200]}") from None
 
 
-def parse_labels(labels):
-    """`["0", "3"]` -> [0, 3]; a value that is not an integer is a GenerateError."""
+def class_names(loaded):
+    """The names of a conditional model's labels (label i is names[i]); empty for
+    models exported without them."""
+    names = getattr(loaded, "class_names", None)
+    return [n.decode() for n in names.numpy()] if names is not None else []
+
+
+def parse_labels(labels, names=()):
+    """`["0", "3"]` -> [0, 3]; with the model's class `names`, a name is its label.
+    Anything else is a GenerateError."""
     values = []
     for value in labels or []:
+        if value in names:
+            values.append(list(names).index(value))
+            continue
         try:
             values.append(int(value))
         except ValueError:
-            raise GenerateError(f"--labels must be comma-separated integers; got {value!r}") from None
+            known = f" or one of the class names {', '.join(names)}" if names else ""
+            raise GenerateError(f"--labels must be comma-separated integers{known}; got "
+                                f"{value!r}") from None
     return values
 
 
@@ -69,7 +82,7 @@ def grid(loaded, num, truncation, labels, seed):
     """A grid of `num` samples; for a conditional model with `labels`, one row per
     listed class (`num // len(labels)` images each, at least 1), like the training
     grids; without labels, random classes."""
-    labels = parse_labels(labels)
+    labels = parse_labels(labels, class_names(loaded))
     columns = None
     label_tensor = None
     if int(loaded.num_classes.numpy()):
@@ -112,10 +125,44 @@ def interpolation(loaded, steps, rows, labels, seed, truncation=2.0):
     z = np.stack([slerp(a, b, t) for a, b in ends for t in np.linspace(0, 1, steps)])
     z = np.clip(z, -truncation, truncation)
     row_labels = None
-    labels = parse_labels(labels)
+    labels = parse_labels(labels, class_names(loaded))
     if int(loaded.num_classes.numpy()):
         base = labels or list(range(rows))
         row_labels = tf.constant(np.repeat([base[i % len(base)] for i in range(rows)], steps), tf.int32)
     images = _call(loaded.signatures["serving_default"], z=tf.constant(z, tf.float32),
                    labels=row_labels)
     return visualize.make_grid(images, columns=steps)
+
+
+def attention_figure(loaded, num=4, labels=None, seed=0, truncation=2.0):
+    """Where G's attention looks (the SavedModel's `attention` signature): per image,
+    the image with three query pixels outlined, then one heat map per query, for
+    the attention layer at the highest resolution; one row per image."""
+    size, z_dim = int(loaded.image_size.numpy()), int(loaded.z_dim.numpy())
+    z = truncated_normal(np.random.default_rng(seed), (num, z_dim), truncation)
+    label_tensor = None
+    if int(loaded.num_classes.numpy()):
+        chosen = parse_labels(labels, class_names(loaded)) or list(range(num))
+        label_tensor = tf.constant([chosen[i % len(chosen)] for i in range(num)], tf.int32)
+    queries = visualize.default_queries(size)
+    try:
+        out = loaded.signatures["attention"](**{k: v for k, v in dict(
+            z=tf.constant(z, tf.float32), queries=tf.constant(queries, tf.int32),
+            labels=label_tensor).items() if v is not None})
+    except tf.errors.InvalidArgumentError as e:
+        from sagan_tf.serving import graph_error_message
+
+        raise GenerateError(graph_error_message(e)) from None
+    layers = {int(name.rsplit("attention", 1)[1]): name for name in out
+              if name.startswith("attention_")}
+    if not layers:
+        raise GenerateError("this model has no attention layer")
+    q_side = max(layers)
+    maps = out[layers[q_side]].numpy()  # (B, Q, Hk, Wk)
+    rows = maps.reshape(maps.shape[0], maps.shape[1], -1)  # (B, Q, Hk*Wk)
+    cell = size // q_side
+    boxes = [(qy // cell * cell, qx // cell * cell, qy // cell * cell + cell,
+              qx // cell * cell + cell) for qy, qx in queries]
+    images = out["images"].numpy().astype(np.float32) / 127.5 - 1.0
+    panels = visualize.query_panels(images, rows, boxes)
+    return visualize.make_grid(panels, columns=1 + len(queries))

@@ -57,13 +57,16 @@ def next_version(model_dir):
 
 
 class _ServingModule(tf.Module):
-    def __init__(self, generator, max_batch):
+    def __init__(self, generator, max_batch, class_names=()):
         super().__init__()
         self.generator = generator
         self.max_batch = max_batch
         self.z_dim = tf.Variable(generator.z_dim, trainable=False, name="z_dim")
         self.num_classes = tf.Variable(generator.num_classes, trainable=False, name="num_classes")
         self.image_size = tf.Variable(generator.image_size, trainable=False, name="image_size")
+        # class_names[i] names label i (empty when the training data had no names).
+        self.class_names = tf.Variable(tf.constant(list(class_names), tf.string, [len(class_names)]),
+                                       trainable=False, name="class_names")
 
     # ------------------------------------------------------------------ checks
     def _check_batch(self, n, name):
@@ -174,9 +177,12 @@ def latest_export(export_dir, name):
         return path, {}
 
 
-def export_generator(generator, export_dir, name, max_batch=MAX_BATCH, source=None):
+def export_generator(generator, export_dir, name, max_batch=MAX_BATCH, source=None,
+                     class_names=()):
     """Writes `export_dir/name/VERSION/` and returns its path. `source` (e.g. the
-    run's workdir and step) is recorded in the version's `assets.extra.json`."""
+    run's workdir and step) is recorded in the version's `assets.extra.json`;
+    `class_names` (label i is `class_names[i]`) there too and in the SavedModel's
+    `class_names` variable."""
     check_name(name)
     if int(max_batch) < 1:
         raise ExportError(f"max_batch must be >= 1 (a model that refuses every request); "
@@ -188,7 +194,7 @@ def export_generator(generator, export_dir, name, max_batch=MAX_BATCH, source=No
         tmp = tempfile.mkdtemp(prefix=".tmp-", dir=model_dir)
     except OSError as e:
         raise ExportError(f"cannot write to {model_dir}: {e.strerror}") from None
-    module = _ServingModule(generator, max_batch)
+    module = _ServingModule(generator, max_batch, class_names)
     z_dim, conditional = generator.z_dim, generator.num_classes > 0
     z_spec = tf.TensorSpec([None, z_dim], tf.float32, name="z")
     labels_spec = tf.TensorSpec([None], tf.int32, name="labels")
@@ -216,8 +222,8 @@ def export_generator(generator, export_dir, name, max_batch=MAX_BATCH, source=No
     try:
         tf.saved_model.save(module, tmp, signatures=signatures)
         with open(os.path.join(tmp, "assets.extra.json"), "w") as f:
-            json.dump({"generator": generator.get_config(), "z_dim": z_dim, "source": source},
-                      f, indent=1)
+            json.dump({"generator": generator.get_config(), "z_dim": z_dim, "source": source,
+                       "class_names": list(class_names)}, f, indent=1)
         # mkdtemp made the directory private (0700): give it the umask's permissions, so a
         # model server running as another user can read it.
         umask = os.umask(0)
@@ -278,5 +284,7 @@ def export_workdir(workdir, export_dir="savedmodels", name=None, max_batch=MAX_B
 
     generator, step = checkpoints.restore_generator_for_export(workdir)
     source = {"workdir": os.path.abspath(workdir), "step": step}
+    with open(os.path.join(workdir, "config.json")) as f:
+        class_names = json.load(f).get("dataset", {}).get("class_names", ())
     return export_generator(generator, export_dir, name or default_name(workdir), max_batch,
-                            source=source)
+                            source=source, class_names=class_names)

@@ -51,6 +51,13 @@ def main(argv):
     except (config.ConfigError, data.DataError, callbacks.NonFiniteLossError,
             callbacks.CheckpointWriteError, serving.ExportError, backbones.BackboneError) as e:
         cli.fail(e)
+    if result["stop_signal"] is not None:
+        import signal
+
+        name = signal.Signals(result["stop_signal"]).name
+        print(f"stopped by {name} at step {result['step']}; checkpoint written; run the same "
+              "command to resume", file=sys.stderr, flush=True)
+        sys.exit(128 + result["stop_signal"])
     evaluation = result["logs"].get("evaluation")
     if evaluation:
         print(f"evaluation at step {evaluation['step']} ({evaluation['backbone']}, "
@@ -60,7 +67,7 @@ def main(argv):
                  f", SavedModel {result['export']}" if result.get("export") else "")
 
 
-run = cli.entry_point(define_flags, main, prepare_argv)
+run = cli.entry_point(define_flags, main, prepare_argv, doc=__doc__)
 
 if __name__ == "__main__":
     run()

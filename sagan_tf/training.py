@@ -19,6 +19,7 @@ from absl import logging
 
 from sagan_tf import callbacks as cb
 from sagan_tf import checkpoints, data, loop, serving
+from sagan_tf import config as config_lib
 from sagan_tf.config import ConfigError, TrainConfig  # noqa: F401  (re-exported)
 from sagan_tf.gan import SAGAN
 from sagan_tf.models import Discriminator, Generator
@@ -155,6 +156,8 @@ class Trainer:
         if config.model.conditional and not self.num_classes:
             raise ConfigError(f"--conditional needs a labelled dataset; {config.data.dataset} "
                               "has no labels")
+        if self.num_classes and self.info.class_names:
+            logging.info("labels: %s", data.label_table(self.info.class_names))
         with self.strategy.scope():
             self.gan = build_gan(config, self.num_classes)
         self.architecture = checkpoints.architecture(self.gan)
@@ -162,9 +165,50 @@ class Trainer:
         self.workdir = config.run.workdir
         self.checkpoint_dir = os.path.join(self.workdir, "checkpoints")
         self._lock = None
+        self.history = []  # config.json's record of what earlier resumes changed
+        self._pending_history = None  # what this resume changes, for that record
         if self.chief:  # other workers of a multi-worker run leave the workdir to the chief
             checkpoints.check_workdir(self.workdir, self.architecture, ConfigError)
             self._lock = checkpoints.WorkdirLock(self.workdir, ConfigError)
+            try:
+                self._check_resume()
+            except ConfigError:
+                self.close()
+                raise
+
+    def _check_resume(self):
+        """Compares the options with those config.json recorded, when the workdir
+        holds checkpoints: options that change the training step are refused (one
+        line naming each, old -> new) unless --allow_config_change; the precision
+        never changes. What changes is logged and kept for config.json's history."""
+        path = os.path.join(self.workdir, "config.json")
+        if not (os.path.exists(path) and checkpoints.checkpoint_steps(self.checkpoint_dir)):
+            return
+        saved = checkpoints.read_config(path, ConfigError)
+        self.history = list(saved.get("history", []))
+        safe, unsafe = config_lib.resume_changes(saved.get("flags", {}), self.config)
+
+        def describe(changes):
+            return "; ".join(f"--{k}: {old!r} -> {new!r}" for k, (old, new) in changes.items())
+
+        if "precision" in unsafe:
+            old, new = unsafe["precision"]
+            raise ConfigError(f"workdir {self.workdir} was trained with --precision={old}; it "
+                              f"cannot resume with --precision={new} (the optimizer state keeps "
+                              "its precision); use another --workdir")
+        if unsafe and not self.config.run.allow_config_change:
+            raise ConfigError(f"workdir {self.workdir} was trained with other settings "
+                              f"({describe(unsafe)}): resuming would change how its steps "
+                              "are trained; use the recorded values, another --workdir, or "
+                              "--allow_config_change")
+        if unsafe:
+            logging.warning("resuming with changed training settings (--allow_config_change): "
+                            "%s", describe(unsafe))
+        changes = dict(safe, **unsafe)
+        changes.pop("allow_config_change", None)
+        if changes:
+            logging.info("resuming with: %s", describe(changes))
+            self._pending_history = {k: [old, new] for k, (old, new) in changes.items()}
 
     @property
     def step(self):
@@ -200,9 +244,13 @@ class Trainer:
                                     restored, lr)
                     optimizer.learning_rate.assign(lr)
         if self.chief:
-            write_json(os.path.join(self.workdir, "config.json"),
-                       {"architecture": self.architecture, "flags": config.flat(),
-                        "dataset": dataclasses.asdict(self.info)})
+            if self._pending_history:
+                self.history.append({"step": self.step, "changed": self._pending_history})
+            record = {"architecture": self.architecture, "flags": config.flat(),
+                      "dataset": dataclasses.asdict(self.info)}
+            if self.history:
+                record["history"] = self.history
+            write_json(os.path.join(self.workdir, "config.json"), record)
         else:
             # Saving may take part in collectives, so every worker saves; the others
             # write to a scratch directory that is removed afterwards.
@@ -213,7 +261,9 @@ class Trainer:
     def train(self):
         """Restores, trains to `config.training.steps`, exports (chief, when asked).
         Returns a dict with the final `step`, the last `logs`, the `workdir`, the
-        `export` path (when exported) and the trained `gan` (a `SAGAN`)."""
+        `export` path (when exported), the trained `gan` (a `SAGAN`) and
+        `stop_signal`: the signal number when SIGTERM or SIGINT stopped the run (its
+        checkpoint is then written and nothing is exported), else None."""
         self.restore()
         steps, t = self.config.training.steps, self.config.training
         start = self.step
@@ -231,7 +281,10 @@ class Trainer:
         finally:
             if not self.chief:
                 shutil.rmtree(self.manager.directory, ignore_errors=True)
-        result = {"step": self.step, "logs": logs, "workdir": self.workdir, "gan": self.gan}
+        result = {"step": self.step, "logs": logs, "workdir": self.workdir, "gan": self.gan,
+                  "stop_signal": getattr(self.gan, "stop_signal", None)}
+        if result["stop_signal"] is not None:
+            return result  # stopped by a signal: the checkpoint is written; no export
         if self.config.export.export and self.chief:
             result["export"] = self.export(trained=remaining > 0)
         return result
@@ -250,7 +303,8 @@ class Trainer:
         copy = type(sampler).from_config(sampler.get_config())
         copy.build()
         copy.set_weights([np.asarray(w) for w in sampler.weights])
-        path = serving.export_generator(copy, export_dir, name, source=source)
+        path = serving.export_generator(copy, export_dir, name, source=source,
+                                        class_names=self.info.class_names)
         logging.info("exported the generator to %s", path)
         return path
 
@@ -277,8 +331,9 @@ class Trainer:
             writer, config.training.steps, batch_size, run.log_every, run.sample_every,
             os.path.join(self.workdir, "samples") if chief else None, fixed_z, fixed_labels,
             real_images, real_labels if self.num_classes else None)
-        callbacks = [cb.NonFiniteGuard(), cb.CheckpointSaver(self.manager, run.checkpoint_every),
-                     monitor]
+        stopper = cb.SignalStop()
+        callbacks = [cb.NonFiniteGuard(), stopper,
+                     cb.CheckpointSaver(self.manager, run.checkpoint_every), monitor]
         evaluation = None
         if config.eval.eval_every and chief:
             evaluation = self._evaluation_callback(writer)
@@ -289,8 +344,18 @@ class Trainer:
                      "%d replica(s)", config.model.preset, config.data.dataset,
                      self.info.description, remaining, start, batch_size,
                      self.strategy.num_replicas_in_sync)
-        logs = loop.train(gan, self.strategy, dataset, remaining, callbacks,
-                          run.steps_per_execution)
+        gan.stop_signal = None
+        stopper.install()
+        try:
+            logs = loop.train(gan, self.strategy, dataset, remaining, callbacks,
+                              run.steps_per_execution)
+        except tf.errors.OpError as e:
+            line = data.input_error(e, config.data.dataset)
+            if line is None:
+                raise
+            raise data.DataError(line) from None
+        finally:
+            stopper.uninstall()
         logs["images_per_second"] = monitor.images_per_second
         logs["train_seconds"] = monitor.train_seconds
         logs["mean_images_per_second"] = (monitor.steps_run * batch_size

@@ -88,16 +88,33 @@ def attention_panels(images, attention, queries=None, min_size=128):
         uint8 (B * (1 + Q), H', W', 3): per image, the image with the query
         pixels outlined, then one heat-map overlay per query.
     """
+    attention = np.asarray(attention, np.float32)
+    q_side = int(round(np.sqrt(attention.shape[1])))
+    queries = queries or default_queries(q_side)
+    rows = np.stack([attention[:, qy * q_side + qx] for qy, qx in queries], axis=1)  # (B, Q, Nk)
+    size = images.shape[1]
+    boxes = [(qy * size // q_side, qx * size // q_side, max(qy * size // q_side + 1,
+              (qy + 1) * size // q_side), max(qx * size // q_side + 1, (qx + 1) * size // q_side))
+             for qy, qx in queries]
+    return query_panels(images, rows, boxes, min_size)
+
+
+def query_panels(images, rows, boxes, min_size=128):
+    """`attention_panels` from the attention rows of given query pixels.
+
+    Args:
+        images: (B, H, W, C) in [-1, 1].
+        rows: (B, Q, N_key) attention weights of Q queries, N_key a square number.
+        boxes: Q (y0, x0, y1, x1) pixel boxes of the queries in the images.
+        min_size: small images are upscaled (nearest) to at least this size.
+    """
     images = np.asarray(to_rgb(to_uint8(images)))
     scale = max(1, min_size // images.shape[1])  # small images: nearest upscaling
     images = images.repeat(scale, axis=1).repeat(scale, axis=2)
-    attention = np.asarray(attention, np.float32)
+    rows = np.asarray(rows, np.float32)
     b, h, w, _ = images.shape
-    q_side = int(round(np.sqrt(attention.shape[1])))
-    k_side = int(round(np.sqrt(attention.shape[2])))
-    n_key = attention.shape[2]
-    queries = queries or default_queries(q_side)
-    rows = np.stack([attention[:, qy * q_side + qx] for qy, qx in queries], axis=1)  # (B, Q, Nk)
+    k_side = int(round(np.sqrt(rows.shape[2])))
+    n_key = rows.shape[2]
     shared_max = max(float(rows.max()), 1e-12)
     width = max(1, h // 64)
     panels = []
@@ -105,10 +122,9 @@ def attention_panels(images, attention, queries=None, min_size=128):
         marked = images[i].copy()
         overlays = []
         legend = []
-        for j, (qy, qx) in enumerate(queries):
+        for j, box in enumerate(boxes):
             color = QUERY_COLORS[j % len(QUERY_COLORS)]
-            y0, x0 = qy * h // q_side, qx * w // q_side
-            y1, x1 = max(y0 + 1, (qy + 1) * h // q_side), max(x0 + 1, (qx + 1) * w // q_side)
+            y0, x0, y1, x1 = (v * scale for v in box)
             heat = rows[i, j].reshape(k_side, k_side)
             peak = float(heat.max())
             heat = np.kron(heat, np.ones((h // k_side, w // k_side))) / shared_max  # (H, W)

@@ -46,3 +46,24 @@ def test_pytorch_reference_benchmark_counts_its_flops():
     assert (line["g_params"], line["d_params"]) == (3_832_885, 3_175_299)  # heykeetae's counts
     # FlopCounterMode: one step of the 64 px model is about 3.4 GFLOP per image.
     assert 3.0 < line["gflop_per_img"] < 4.0
+
+
+def test_the_compare_protocol_runs_at_tiny_size(tmp_path):
+    keep = tmp_path / "runs"
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.compare_mnist5k", "--variants=baseline,sagan",
+         "--seeds=0", "--steps=2", "--eval_samples=20", "--log_every=1",
+         "--extra=--base_channels=8 --batch_size=8 --ema_start=0", f"--keep_workdirs={keep}",
+         f"--out={tmp_path / 'rows.jsonl'}"], cwd=ROOT, env=ENV, capture_output=True, text=True,
+        timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "baseline seed 0: step 2/2" in result.stdout and "sagan seed 0: step 2/2" in result.stdout
+    rows = [json.loads(line) for line in open(tmp_path / "rows.jsonl")]
+    assert [(r["variant"], r["steps"]) for r in rows] == [("baseline", 2), ("sagan", 2)]
+    assert all(r["fid"] > 0 and 0 <= r["recall"] <= 1 for r in rows)
+    assert "| baseline (n=1) |" in result.stdout and "| sagan (n=1) |" in result.stdout
+    assert sorted(os.listdir(keep)) == ["baseline_s0", "sagan_s0"]
+    assert os.path.exists(keep / "sagan_s0" / "summary.json")
+    help_text = subprocess.run([sys.executable, "-m", "benchmarks.compare_mnist5k", "--help"],
+                               cwd=ROOT, env=ENV, capture_output=True, text=True).stdout
+    assert "(default: 2500)" in help_text and "paper_8_16:" in help_text

@@ -1,5 +1,6 @@
 import logging
 import os
+import time
 
 import numpy as np
 import pytest
@@ -180,7 +181,9 @@ def test_folder_skips_what_tensorflow_cannot_decode(tmp_path, caplog):
     caplog.set_level(logging.WARNING)
     spec = data.DataSpec(f"folder:{root}", 32, 3)
     assert data.describe(spec).num_examples == 3
-    assert "skipped 3 image(s)" in caplog.text
+    assert "skipped 3 file(s)" in caplog.text
+    assert "1 corrupt or not an image its name says" in caplog.text
+    assert "2 palette or 1-bit BMPs" in caplog.text
     for name in ("tiff.png", "onebit.bmp", "palette.bmp"):
         assert name in caplog.text
     images, _ = next(iter(data.input_fn(spec, 3, repeat=False)))
@@ -194,7 +197,7 @@ def test_folder_skips_corrupt_counts_tiny_and_reads_every_format(image_folder, c
     info = data.describe(spec)
     assert info.num_examples == 9 and info.num_classes == 2
     text = caplog.text
-    assert "skipped 2 image(s)" in text
+    assert "skipped 2 file(s)" in text and "2 corrupt or not an image" in text
     assert "corrupt.jpg" in text and "empty.png" in text
     assert "1 image(s)" in text and "upscaled" in text
     images, labels = next(iter(data.input_fn(spec, 9, repeat=False)))
@@ -303,3 +306,49 @@ def test_bad_specs():
         data.DataSpec("mnist5k", 48)
     with pytest.raises(data.DataError, match="splits"):
         data.load_mnist5k("validation")
+
+
+def test_folder_turns_exif_rotated_photos_upright(tmp_path):
+    """A phone portrait: landscape pixels with EXIF orientation 6 (turn 90 degrees
+    clockwise). Training sees what PIL's exif_transpose shows."""
+    from PIL import ImageOps
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    pixels = np.zeros((32, 64, 3), np.uint8)  # landscape: a white left half
+    pixels[:, :32] = 255
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    exif[0x0112] = 6
+    image.save(root / "portrait.jpg", exif=exif, quality=100)
+    data._FOLDER_CACHE.clear()
+    spec = data.DataSpec(f"folder:{root}", 32, 3, crop=32)
+    (images, _), = data.input_fn(spec, 1, repeat=False)
+    with Image.open(root / "portrait.jpg") as original:
+        upright = np.asarray(ImageOps.exif_transpose(original))  # (64, 32, 3): white top half
+    assert upright.shape == (64, 32, 3)
+    ours = (images.numpy()[0] + 1) * 127.5  # the central 32x32 square, upright
+    expected = upright[16:48].astype(np.float32)
+    assert np.abs(ours - expected).mean() < 8
+    assert ours[:8].mean() > 200 and ours[-8:].mean() < 50  # top white, bottom black
+
+
+def test_folder_reads_any_file_name_and_skips_what_is_not_a_file(tmp_path, caplog):
+    root = tmp_path / "odd_names"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for name in (b"caf\xe9.png", b"plain.png"):  # the first is Latin-1, not UTF-8
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(
+            os.path.join(os.fsencode(root), name))
+    os.mkfifo(root / "pipe.png")
+    os.symlink(root / "gone.png", root / "dangling.png")
+    data._FOLDER_CACHE.clear()
+    caplog.set_level(logging.WARNING)
+    start = time.time()
+    spec = data.DataSpec(f"folder:{root}", 32, 3)
+    assert data.describe(spec).num_examples == 2
+    assert time.time() - start < 30  # the FIFO is never opened
+    assert "skipped 2 file(s)" in caplog.text
+    assert "1 broken links" in caplog.text and "1 not regular files" in caplog.text
+    images, _ = next(iter(data.input_fn(spec, 2, repeat=False)))
+    assert images.shape == (2, 32, 32, 3)

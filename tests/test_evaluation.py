@@ -157,3 +157,34 @@ def test_evaluate_end_to_end_on_a_tiny_exported_model(classifier, tmp_path):
                           "--backbone=inception_graph", f"--inception_graph={tmp_path / 'no.pb'}"],
                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
     assert bad.returncode != 0 and bad.stderr.strip().splitlines()[-1].startswith("error: Inception graph file")
+
+
+def test_evaluate_refuses_the_digit_classifier_for_other_data(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "sagan_tf.evaluate", f"--model={tmp_path}",
+                           f"--dataset=folder:{tmp_path}"], capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"error: the classifier backbone is the mnist5k digit classifier and scores mnist5k "
+        f"only, not folder:{tmp_path}; use one of ['inception_graph', 'keras_inception'] "
+        "(inception_graph with --inception_graph=PATH for FIDs comparable with papers)"]
+
+
+def test_evaluate_on_a_workdir_reproduces_the_runs_last_evaluation(tmp_path):
+    from sagan_tf import config, training
+
+    run = tmp_path / "run"
+    result = training.run(config.TrainConfig.from_flat(
+        preset="dcgan_32", base_channels=8, z_dim=16, batch_size=8, steps=4, conditional=True,
+        ema_decay=0.9, eval_every=4, eval_samples=60, log_every=2, sample_every=4,
+        checkpoint_every=4, workdir=str(run), export=False, seed=3))
+    ours = result["logs"]["evaluation"]
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run([sys.executable, "-m", "sagan_tf.evaluate", f"--workdir={run}",
+                           "--num_samples=60"], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    again = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert again["model"] == f"{run} (step 4)" and again["num_real"] == ours["num_real"]
+    for key in ("fid", "kid", "is", "precision", "recall", "class_accuracy"):
+        np.testing.assert_allclose(again[key], ours[key], rtol=1e-4, atol=1e-6, err_msg=key)

@@ -205,7 +205,7 @@ def test_not_a_state_dict_and_missing_torch(tmp_path, monkeypatch):
     with pytest.raises(import_torch.ImportError_, match="imsize=128"):
         import_torch.load(path, imsize=128)
     monkeypatch.setitem(sys.modules, "torch", None)
-    with pytest.raises(import_torch.ImportError_, match="pip install torch"):
+    with pytest.raises(import_torch.ImportError_, match="pip install \"sagan-tf\[torch\]\""):
         import_torch.read_state_dict(path)
 
 

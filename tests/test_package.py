@@ -163,3 +163,10 @@ def test_a_wheel_install_runs_the_console_commands_from_any_directory(tmp_path):
                            "--steps=0"], cwd=elsewhere, env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 1 and "error: --steps must be >= 1; got 0" in proc.stderr
+
+
+def test_error_lines_carry_no_terminal_escapes():
+    from sagan_tf import cli
+
+    assert cli.one_line("\x1b[31mInvalid magic number;\x1b[0m corrupt\n file\x07") == \
+        "Invalid magic number; corrupt file"

@@ -1,6 +1,7 @@
 import glob
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -222,7 +223,7 @@ def _train_cli(*args, **kwargs):
     (["--dataset=celeba"], "unknown dataset 'celeba'"),
     (["--g_attention=7"], r"DCGANGenerator: --g_attention/--d_attention must be one of \[4, 8, 16\]; received 7"),
     (["--preset=dcgan_48"], "--preset='dcgan_48' is unknown"),
-    (["--dataset=cifar10", "--eval_every=10"], "classifier.*fits --dataset=mnist5k only"),
+    (["--dataset=cifar10", "--eval_every=10"], "classifier backbone is the mnist5k digit classifier"),
     (["--strategy=mirrored", "--num_cpu_devices=2", "--batch_size=7"],
      "batch size 7 must be a positive multiple of the number of replicas"),
     (["--augment=translation,flip"], "--augment: unknown augmentation 'flip'"),
@@ -533,3 +534,150 @@ def test_steps_per_execution_in_a_run_keeps_every_cadence(tmp_path):
     with pytest.raises(training.ConfigError, match="--log_every=50 must be a multiple of "
                        "--steps_per_execution=8"):
         config.replace(steps_per_execution=8, log_every=50)
+
+
+def test_folder_labels_are_named_in_the_log_the_run_and_the_savedmodel(tmp_path, caplog):
+    import logging
+
+    from PIL import Image
+
+    from sagan_tf import sampling
+
+    rng = np.random.default_rng(0)
+    for name in ("dogs", "cats"):
+        (tmp_path / "pets" / name).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(
+                tmp_path / "pets" / name / f"{i}.png")
+    with pytest.raises(training.ConfigError, match="--folder_labels .* add --conditional"):
+        _config(tmp_path, dataset=f"folder:{tmp_path / 'pets'}", folder_labels=True)
+    config = _config(tmp_path, dataset=f"folder:{tmp_path / 'pets'}", folder_labels=True,
+                     conditional=True, steps=2, workdir=None, export_dir=str(tmp_path / "sm"))
+    assert config.run.workdir == os.path.join("runs", "pets")
+    config = config.replace(workdir=str(tmp_path / "run"))
+    with caplog.at_level(logging.INFO, logger="absl"):
+        result = training.run(config)
+    assert "labels: 0=cats, 1=dogs" in caplog.text
+    with open(tmp_path / "run" / "config.json") as f:
+        assert json.load(f)["dataset"]["class_names"] == ["cats", "dogs"]
+    loaded = sampling.load_model(result["export"])
+    assert sampling.class_names(loaded) == ["cats", "dogs"]
+    assert sampling.parse_labels(["dogs", "0"], sampling.class_names(loaded)) == [1, 0]
+    assert sampling.grid(loaded, 4, 1.0, ["dogs", "cats"], seed=0).shape[-1] == 3
+    with open(os.path.join(result["export"], "assets.extra.json")) as f:
+        assert json.load(f)["class_names"] == ["cats", "dogs"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_saves_the_last_step_and_exits_128_plus_its_number(tmp_path, signum):
+    workdir = tmp_path / "run"
+    args = [f"--workdir={workdir}", "--base_channels=8", "--z_dim=16", "--batch_size=8",
+            "--steps=100000", "--checkpoint_every=100000", "--log_every=2",
+            "--sample_every=100000", "--noexport"]
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+    log = open(tmp_path / "stderr.txt", "w+")
+    proc = subprocess.Popen([sys.executable, "-m", "sagan_tf.train", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=log)
+    deadline = time.time() + 300
+    while time.time() < deadline and "step 6/" not in open(tmp_path / "stderr.txt").read():
+        time.sleep(0.2)
+    proc.send_signal(signum)
+    proc.send_signal(signum)  # a second one while stopping changes nothing
+    assert proc.wait(timeout=300) == 128 + signum
+    stderr = open(tmp_path / "stderr.txt").read()
+    name = signal.Signals(signum).name
+    last = stderr.strip().splitlines()[-1]
+    match = re.fullmatch(rf"stopped by {name} at step (\d+); checkpoint written; run the same "
+                         "command to resume", last)
+    assert match, stderr[-2000:]
+    step = int(match.group(1))
+    assert step >= 6 and "Traceback" not in stderr
+    assert checkpoints.checkpoint_steps(str(workdir / "checkpoints")) == [step]
+    assert not os.path.exists(tmp_path / "savedmodels")
+    # The lock is released: the same command resumes from that step.
+    done = _train_cli(*[a if not a.startswith("--steps") else f"--steps={step + 2}" for a in args])
+    assert done.returncode == 0 and f"at step {step}" in done.stderr, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("change,shown", [
+    (dict(batch_size=4), "--batch_size: 8 -> 4"),
+    (dict(dataset="folder:PETS"), "--dataset: 'mnist5k' -> 'folder:"),
+    (dict(d_steps=2), "--d_steps: 1 -> 2"),
+    (dict(loss="ns", augment="translation"), "--loss: 'hinge' -> 'ns'; --augment: '' -> "
+                                             "'translation'"),
+    (dict(ema_decay=0.9), "--ema_decay: 0.0 -> 0.9"),
+])
+def test_a_resume_that_changes_the_training_step_is_refused(tmp_path, change, shown):
+    from PIL import Image
+
+    if "dataset" in change:
+        (tmp_path / "pets").mkdir()
+        for i in range(8):
+            Image.new("RGB", (32, 32), (i * 30, 0, 0)).save(tmp_path / "pets" / f"{i}.png")
+        change = dict(dataset=f"folder:{tmp_path / 'pets'}")
+    config = _config(tmp_path, steps=2, export=False)
+    training.run(config)
+    def files():  # all but the lock, which names its latest holder
+        return {p: open(p, "rb").read() for p in glob.glob(str(tmp_path / "run" / "**"),
+                                                           recursive=True)
+                if os.path.isfile(p) and not p.endswith(".lock")}
+
+    before = files()
+    with pytest.raises(training.ConfigError, match="was trained with other settings") as error:
+        training.run(config.replace(steps=4, **change))
+    assert shown.replace("PETS", "") in str(error.value) and "\n" not in str(error.value)
+    assert files() == before  # the workdir is untouched (and unlocked: the next run proceeds)
+    result = training.run(config.replace(steps=4, allow_config_change=True, **change))
+    assert result["step"] == 4
+    with open(tmp_path / "run" / "config.json") as f:
+        history = json.load(f)["history"]
+    assert history[-1]["step"] == 2 and history[-1]["changed"]["steps"] == [2, 4]
+    first = next(iter(change))
+    assert history[-1]["changed"][first][1] == json.loads(json.dumps(change[first]))
+
+
+def test_a_precision_change_on_resume_is_one_line_even_with_the_override(tmp_path):
+    config = _config(tmp_path, steps=2, export=False)
+    training.run(config)
+    for allow in (False, True):
+        with pytest.raises(training.ConfigError, match=r"trained with --precision=float32; it "
+                           r"cannot resume with --precision=mixed_float16"):
+            training.run(config.replace(steps=4, precision="mixed_float16",
+                                        allow_config_change=allow))
+
+
+def test_export_retries_when_a_live_run_deletes_its_checkpoint(tmp_path, monkeypatch):
+    training.run(_config(tmp_path, steps=4, export=False, checkpoint_every=2))
+    real_restore = tf.train.Checkpoint.restore
+    calls = []
+
+    def restore_after_a_deletion(self, path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 1:  # the trainer deletes the checkpoint found, as keep=1 does
+            for name in glob.glob(path + ".*"):
+                os.remove(name)
+        return real_restore(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(tf.train.Checkpoint, "restore", restore_after_a_deletion)
+    generator, step = checkpoints.restore_generator_for_export(str(tmp_path / "run"))
+    assert calls[0].endswith("ckpt-4") and step == 2 and calls[-1].endswith("ckpt-2")
+
+
+def test_an_image_garbled_after_the_scan_stops_with_one_line_naming_it(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "pics").mkdir()
+    for i in range(8):
+        Image.new("RGB", (32, 32), (i * 30, 0, 0)).save(tmp_path / "pics" / f"{i}.png")
+    data._FOLDER_CACHE.clear()
+    config = _config(tmp_path, dataset=f"folder:{tmp_path / 'pics'}", steps=6, export=False,
+                     checkpoint_every=2)
+    trainer = training.Trainer(config)
+    try:
+        (tmp_path / "pics" / "3.png").write_bytes(b"this is no longer an image" * 10)
+        with pytest.raises(data.DataError) as error:
+            trainer.train()
+    finally:
+        trainer.close()
+    message = str(error.value)
+    assert "\n" not in message and "3.png" in message and "no longer an image" in message
