@@ -64,6 +64,9 @@ def main():
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--mode", choices=["train", "generate"], default="train")
+    parser.add_argument("--precision", choices=["float32", "bfloat16"], default="float32",
+                        help="bfloat16: the step under torch.autocast('cpu', torch.bfloat16), "
+                             "the pair of sagan_tf's --precision=mixed_bfloat16")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     g, d = generator(), discriminator()
@@ -75,6 +78,10 @@ def main():
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
 
     def step():
+        with torch.autocast("cpu", torch.bfloat16, enabled=args.precision == "bfloat16"):
+            plain_step()
+
+    def plain_step():
         z = torch.randn(args.batch, 128, 1, 1)
         with torch.no_grad():
             fake = g(z)
@@ -102,9 +109,10 @@ def main():
     with FlopCounterMode(display=False) as counter:  # convolutions and matmuls of one step
         step()
     gflop = counter.get_total_flops() / args.batch / 1e9
-    peak = matmul_peak_gflops()
+    peak = matmul_peak_gflops(dtype=torch.bfloat16 if args.precision == "bfloat16"
+                              else torch.float32)
     print(json.dumps({"mode": "train", "impl": "pytorch", "preset": "dcgan_64", "imsize": 64,
-                      "batch": args.batch, "threads": args.threads,
+                      "batch": args.batch, "threads": args.threads, "precision": args.precision,
                       "g_params": count(g), "d_params": count(d),
                       "img_per_s": round(ips, 2), "gflop_per_img": round(gflop, 3),
                       "achieved_gflops": round(ips * gflop, 1),
@@ -113,9 +121,9 @@ def main():
                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
 
 
-def matmul_peak_gflops(n=2048, reps=20):
-    """Float32 matmul rate of this machine in PyTorch: the best of `reps` products."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_peak_gflops(n=2048, reps=20, dtype=torch.float32):
+    """Matmul rate of this machine in PyTorch in `dtype`: the best of `reps` products."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     for _ in range(3):
         a @ b
     best = float("inf")

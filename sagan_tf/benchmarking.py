@@ -12,10 +12,26 @@ import numpy as np
 import tensorflow as tf
 
 
-def matmul_peak_gflops(n=2048, reps=20):
-    """This machine's float32 matmul rate: the best of `reps` n x n x n products, GFLOP/s."""
-    a = tf.random.normal([n, n])
-    b = tf.random.normal([n, n])
+def cpu_bf16_support(cpuinfo="/proc/cpuinfo"):
+    """This CPU's native bfloat16 arithmetic: "amx" (AMX-BF16 tiles), "avx512_bf16"
+    (the AVX-512 dot products), or "none" (TensorFlow then emulates bfloat16, which
+    is slower than float32)."""
+    try:
+        with open(cpuinfo) as f:
+            flags = next((line.split(":", 1)[1].split() for line in f
+                          if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    if "amx_bf16" in flags:
+        return "amx"
+    return "avx512_bf16" if "avx512_bf16" in flags else "none"
+
+
+def matmul_peak_gflops(n=2048, reps=20, dtype=tf.float32):
+    """This machine's matmul rate in `dtype`: the best of `reps` n x n x n products,
+    GFLOP/s."""
+    a = tf.cast(tf.random.normal([n, n]), dtype)
+    b = tf.cast(tf.random.normal([n, n]), dtype)
     fn = tf.function(lambda a, b: tf.matmul(a, b))
     for _ in range(3):
         fn(a, b).numpy()
@@ -127,10 +143,18 @@ def bench_train(preset, batch, steps, xla, precision, attention_share=False, cou
     if ema_decay:
         fields["ema_decay"] = ema_decay
     if gflops:
+        # The fraction is of the rate of the precision the step computes in: float32, or
+        # bfloat16 (float16) under mixed precision.
         peak = matmul_peak_gflops()
         fields.update(gflop_per_img=round(gflops[0], 3), achieved_gflops=round(ips * gflops[0], 1),
-                      matmul_peak_gflops=round(peak, 1),
-                      peak_fraction=round(ips * gflops[0] / peak, 3))
+                      matmul_peak_gflops=round(peak, 1), cpu_bf16=cpu_bf16_support())
+        if precision == "float32":
+            fields["peak_fraction"] = round(ips * gflops[0] / peak, 3)
+        else:
+            low = tf.bfloat16 if precision == "mixed_bfloat16" else tf.float16
+            low_peak = matmul_peak_gflops(dtype=low)
+            fields.update({f"matmul_peak_gflops_{low.name}": round(low_peak, 1),
+                           "peak_fraction": round(ips * gflops[0] / low_peak, 3)})
     if attention_share:
         # Share of a step's time: (t_with - t_without) / t_with; of its FLOPs likewise.
         fields.update(img_per_s_no_attention=round(rates[1], 2),

@@ -319,11 +319,13 @@ def _readable(data):
 def input_error(error, dataset):
     """One line for a `tf.errors.OpError` raised by reading `dataset`'s files during
     training (a file changed or removed after the scan), or None for any other error."""
+    import re
+
     message = " ".join(str(getattr(error, "message", error)).split())
-    if UNREADABLE in message:
-        path = message.split(UNREADABLE, 1)[1].split("]", 1)[0].strip(" [\"'")
-        return (f"{path} in {dataset} changed after the scan and is no longer an image; "
-                "remove or restore it and run the same command to resume")
+    found = re.search(re.escape(UNREADABLE) + r"\]?\s*\[?b?['\"]?([^\]'\"]+)", message)
+    if found:
+        return (f"{found.group(1).strip()} in {dataset} changed after the scan and is no longer "
+                "an image; remove or restore it and run the same command to resume")
     if isinstance(error, tf.errors.NotFoundError) and dataset.startswith("folder:"):
         return (f"a file of {dataset} disappeared after the scan ({message[:200]}); run the same "
                 "command to resume (the folder is scanned again)")

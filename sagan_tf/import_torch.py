@@ -1,4 +1,5 @@
-"""python -m sagan_tf.import_torch: heykeetae/Self-Attention-GAN checkpoints into sagan_tf.
+"""sagan-import-torch (python -m sagan_tf.import_torch): heykeetae/Self-Attention-GAN
+checkpoints into sagan_tf.
 
 Reads the `{step}_G.pth` / `{step}_D.pth` files that heykeetae's PyTorch SAGAN
 trainer writes (`torch.save(model.state_dict())`, with or without the

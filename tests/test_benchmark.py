@@ -67,3 +67,15 @@ def test_the_compare_protocol_runs_at_tiny_size(tmp_path):
     help_text = subprocess.run([sys.executable, "-m", "benchmarks.compare_mnist5k", "--help"],
                                cwd=ROOT, env=ENV, capture_output=True, text=True).stdout
     assert "(default: 2500)" in help_text and "paper_8_16:" in help_text
+
+
+@pytest.mark.parametrize("flags,expected", [("fpu avx2 amx_bf16 avx512_bf16", "amx"),
+                                            ("fpu avx512f avx512_bf16", "avx512_bf16"),
+                                            ("fpu avx2 fma", "none")])
+def test_the_cpus_native_bfloat16_is_named(tmp_path, flags, expected):
+    from sagan_tf.benchmarking import cpu_bf16_support
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
+    assert cpu_bf16_support(str(cpuinfo)) == expected
+    assert cpu_bf16_support(str(tmp_path / "missing")) == "none"

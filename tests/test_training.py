@@ -483,7 +483,7 @@ def test_a_workdir_from_before_new_model_arguments_still_resumes(tmp_path):
     path = os.path.join(run, "config.json")
     saved = json.load(open(path))
     for key in ("sn_transpose_flatten", "batch_norm_momentum", "final_batch_norm_momentum"):
-        del saved["architecture"]["generator"][key]
+        saved["architecture"]["generator"].pop(key, None)
     json.dump(saved, open(path, "w"))
     assert training.run(config.replace(steps=2))["step"] == 2
     other = config.replace(steps=3, bn_momentum=0.9)
@@ -599,41 +599,40 @@ def test_a_stop_signal_saves_the_last_step_and_exits_128_plus_its_number(tmp_pat
     assert done.returncode == 0 and f"at step {step}" in done.stderr, done.stderr[-2000:]
 
 
-@pytest.mark.parametrize("change,shown", [
-    (dict(batch_size=4), "--batch_size: 8 -> 4"),
-    (dict(dataset="folder:PETS"), "--dataset: 'mnist5k' -> 'folder:"),
-    (dict(d_steps=2), "--d_steps: 1 -> 2"),
-    (dict(loss="ns", augment="translation"), "--loss: 'hinge' -> 'ns'; --augment: '' -> "
-                                             "'translation'"),
-    (dict(ema_decay=0.9), "--ema_decay: 0.0 -> 0.9"),
-])
-def test_a_resume_that_changes_the_training_step_is_refused(tmp_path, change, shown):
+def test_a_resume_that_changes_the_training_step_is_refused(tmp_path):
     from PIL import Image
 
-    if "dataset" in change:
-        (tmp_path / "pets").mkdir()
-        for i in range(8):
-            Image.new("RGB", (32, 32), (i * 30, 0, 0)).save(tmp_path / "pets" / f"{i}.png")
-        change = dict(dataset=f"folder:{tmp_path / 'pets'}")
+    (tmp_path / "pets").mkdir()
+    for i in range(8):
+        Image.new("RGB", (32, 32), (i * 30, 0, 0)).save(tmp_path / "pets" / f"{i}.png")
     config = _config(tmp_path, steps=2, export=False)
     training.run(config)
+
     def files():  # all but the lock, which names its latest holder
         return {p: open(p, "rb").read() for p in glob.glob(str(tmp_path / "run" / "**"),
                                                            recursive=True)
                 if os.path.isfile(p) and not p.endswith(".lock")}
 
     before = files()
+    change = dict(batch_size=4, dataset=f"folder:{tmp_path / 'pets'}", d_steps=2, loss="ns",
+                  augment="translation", ema_start=5)
     with pytest.raises(training.ConfigError, match="was trained with other settings") as error:
         training.run(config.replace(steps=4, **change))
-    assert shown.replace("PETS", "") in str(error.value) and "\n" not in str(error.value)
+    message = str(error.value)
+    assert "\n" not in message
+    for shown in ("--batch_size: 8 -> 4", "--dataset: 'mnist5k' -> 'folder:", "--d_steps: 1 -> 2",
+                  "--loss: 'hinge' -> 'ns'", "--augment: '' -> 'translation'",
+                  "--ema_start: 0 -> 5"):
+        assert shown in message, shown
+    assert "--steps" not in message  # a resumable option
     assert files() == before  # the workdir is untouched (and unlocked: the next run proceeds)
     result = training.run(config.replace(steps=4, allow_config_change=True, **change))
     assert result["step"] == 4
     with open(tmp_path / "run" / "config.json") as f:
         history = json.load(f)["history"]
     assert history[-1]["step"] == 2 and history[-1]["changed"]["steps"] == [2, 4]
-    first = next(iter(change))
-    assert history[-1]["changed"][first][1] == json.loads(json.dumps(change[first]))
+    assert history[-1]["changed"]["batch_size"] == [8, 4]
+    assert history[-1]["changed"]["augment"] == ["", "translation"]
 
 
 def test_a_precision_change_on_resume_is_one_line_even_with_the_override(tmp_path):

@@ -7,8 +7,9 @@ def test_grid_layout_and_range():
     images = np.linspace(-1, 1, 5 * 4 * 4 * 1).reshape(5, 4, 4, 1)
     grid = visualize.make_grid(images, columns=3, pad=1)
     assert grid.shape == (2 * 5 + 1, 3 * 5 + 1, 3) and grid.dtype == np.uint8
-    np.testing.assert_array_equal(grid[1:5, 1:5, 0], visualize.to_uint8(images)[0, ..., 0])
-    assert visualize.to_uint8(np.array([[[-1.0], [1.0]]]))[0].tolist() == [[0, 0, 0], [255, 255, 255]]
+    np.testing.assert_array_equal(grid[1:5, 1:5, 0], np.asarray(visualize.to_uint8(images))[0, ..., 0])
+    assert np.asarray(visualize.to_rgb(visualize.to_uint8(np.array([[[-1.0], [1.0]]]))))[0].tolist() \
+        == [[0, 0, 0], [255, 255, 255]]
 
 
 def test_attention_panel_lights_up_where_the_query_looks():
