@@ -680,3 +680,36 @@ def test_an_image_garbled_after_the_scan_stops_with_one_line_naming_it(tmp_path)
         trainer.close()
     message = str(error.value)
     assert "\n" not in message and "3.png" in message and "no longer an image" in message
+
+
+def test_mixed_bfloat16_keeps_state_in_float32_and_steps_close_to_float32():
+    """Under mixed_bfloat16 the variables, Adam's moments and the spectral-norm u stay
+    float32, and one step's losses stay within bfloat16's rounding of float32's."""
+    strategy = tf.distribute.get_strategy()
+    images = tf.random.stateless_uniform([8, 16, 16, 3], seed=[1, 2], minval=-1, maxval=1)
+    dataset = tf.data.Dataset.from_tensors((images, tf.zeros([8], tf.int32))).repeat()
+    losses = {}
+    for precision in ("float32", "mixed_bfloat16"):
+        keras.mixed_precision.set_global_policy(precision)
+        try:
+            keras.utils.set_random_seed(0)
+            g = DCGANGenerator(16, z_dim=8, base_channels=8, attention_resolutions=(8,))
+            d = DCGANDiscriminator(16, base_channels=8, attention_resolutions=(4,))
+            g.build()
+            d.build()
+            gan = SAGAN(g, d, seed=3)
+            gan.compile(keras.optimizers.Adam(1e-4), keras.optimizers.Adam(1e-4))
+            gan.build_optimizers()
+            losses[precision] = loop.train(gan, strategy, dataset, 1)
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+        if precision == "mixed_bfloat16":
+            state = (g.weights + d.weights + list(gan.g_optimizer.variables)
+                     + list(gan.d_optimizer.variables))
+            floats = [v for v in state if "float" in str(v.dtype)]
+            assert floats and all(str(v.dtype) == "float32" for v in floats), \
+                [(v.path, v.dtype) for v in floats if str(v.dtype) != "float32"][:3]
+            assert any(v.path.endswith("/u") for v in g.weights)
+    for key in ("d_loss", "g_loss"):
+        np.testing.assert_allclose(losses["mixed_bfloat16"][key], losses["float32"][key],
+                                   rtol=0.05, atol=0.02, err_msg=key)
