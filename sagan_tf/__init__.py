@@ -1,3 +1,3 @@
 """sagan_tf: Self-Attention GAN (Zhang et al. 2018) in Keras 3 / TensorFlow 2."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
