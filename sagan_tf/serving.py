@@ -284,7 +284,7 @@ def export_workdir(workdir, export_dir="savedmodels", name=None, max_batch=MAX_B
 
     generator, step = checkpoints.restore_generator_for_export(workdir)
     source = {"workdir": os.path.abspath(workdir), "step": step}
-    with open(os.path.join(workdir, "config.json")) as f:
-        class_names = json.load(f).get("dataset", {}).get("class_names", ())
+    record = checkpoints.read_config(os.path.join(workdir, "config.json"), ExportError)
+    class_names = record.get("dataset", {}).get("class_names", ())
     return export_generator(generator, export_dir, name or default_name(workdir), max_batch,
                             source=source, class_names=class_names)
