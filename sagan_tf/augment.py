@@ -30,14 +30,23 @@ TRANSLATION_RATIO = 0.125
 CUTOUT_RATIO = 0.5
 
 
+ADAPTIVE = "ada"  # `sagan_tf.ada`'s pipeline at an adaptive strength, instead of the policies
+
+
 def parse(text):
     """`"translation,cutout"` -> `("translation", "cutout")`, in application order
-    color, translation, cutout; raises ValueError naming an unknown policy."""
+    color, translation, cutout; `"ada"` -> `("ada",)`; raises ValueError naming an
+    unknown policy, or `ada` combined with policies."""
     names = [t.strip() for t in (text or "").split(",") if t.strip()]
+    if ADAPTIVE in names:
+        if len(set(names)) > 1:
+            raise ValueError(f"ada adapts its own pipeline's strength; it does not combine "
+                             f"with the fixed policies ({', '.join(n for n in names if n != ADAPTIVE)})")
+        return (ADAPTIVE,)
     unknown = [n for n in names if n not in POLICIES]
     if unknown:
         raise ValueError(f"unknown augmentation {unknown[0]!r}; use a comma-separated subset "
-                         f"of {', '.join(POLICIES)}")
+                         f"of {', '.join(POLICIES)}, or {ADAPTIVE} alone")
     return tuple(p for p in POLICIES if p in names)
 
 

@@ -21,7 +21,15 @@ SCALAR_DESCRIPTIONS = {
     "d_real": "Mean discriminator logit on real images (not a loss).",
     "d_fake": "Mean discriminator logit on generated images (not a loss).",
     "gamma": "Attention output scale gamma (y = gamma * o + x; 0 at the start).",
+    "r_t": "Overfitting heuristic E[sign(D(real))] over the log period: near 1 when D "
+           "separates every real image it sees (ADA holds it at --ada_target).",
+    "lecam": "LeCam regularizer of D per example (before its weight), mean over the log period.",
+    "augment/p": "ADA: probability of each augmentation (adapted from r_t).",
+    "augment/r_t": "ADA: r_t of the last adjustment interval.",
+    "lecam/ema_real": "LeCam: moving average of D's mean output on real images.",
+    "lecam/ema_fake": "LeCam: moving average of D's mean output on generated images.",
 }
+DISCRIMINATOR_SCALARS = ("d_real", "d_fake", "r_t")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -151,9 +159,13 @@ class TrainingMonitor(keras.callbacks.Callback):
         model = self.model
         with self.writer.as_default(step=step):
             for name, value in logs.items():
-                group = "discriminator" if name in ("d_real", "d_fake") else "losses"
+                group = "discriminator" if name in DISCRIMINATOR_SCALARS else "losses"
                 tf.summary.scalar(f"{group}/{name}", float(value),
                                   description=SCALAR_DESCRIPTIONS.get(name))
+            for name, variable in model.regularizer_state.items():
+                if name in SCALAR_DESCRIPTIONS:  # not the accumulators
+                    tf.summary.scalar(name, float(variable.numpy()),
+                                      description=SCALAR_DESCRIPTIONS[name])
             for prefix, net in (("G", model.generator), ("D", model.discriminator)):
                 for layer in net.attention_layers:
                     tf.summary.scalar(f"gamma/{prefix}_{layer.name}", layer.gamma.value,
@@ -173,10 +185,15 @@ class TrainingMonitor(keras.callbacks.Callback):
         """`step 500/3000 (17%) | d_loss 0.707 g_loss 1.128 | D(real) 1.02 D(fake) -1.00 |
         340 img/s | eta 1m34s`."""
         parts = [f"step {step}/{self.total_steps} ({100 * step // self.total_steps}%)"]
-        losses = [f"{k} {float(v):.3f}" for k, v in logs.items() if k not in ("d_real", "d_fake")]
+        losses = [f"{k} {float(v):.3f}" for k, v in logs.items() if k not in DISCRIMINATOR_SCALARS]
         parts.append(" ".join(losses))
         if "d_real" in logs:
-            parts.append(f"D(real) {float(logs['d_real']):.2f} D(fake) {float(logs['d_fake']):.2f}")
+            d = f"D(real) {float(logs['d_real']):.2f} D(fake) {float(logs['d_fake']):.2f}"
+            if "r_t" in logs:
+                d += f" r_t {float(logs['r_t']):.2f}"
+            if "augment/p" in self.model.regularizer_state:
+                d += f" p {float(self.model.regularizer_state['augment/p'].numpy()):.3f}"
+            parts.append(d)
         if self.images_per_second:
             seconds = (self.total_steps - step) * self.global_batch / self.images_per_second
             parts.append(f"{self.images_per_second:.0f} img/s")

@@ -28,12 +28,15 @@ def checkpoint_weights(model):
 
 
 def make_checkpoint(gan):
-    """A `tf.train.Checkpoint` of G, D, the EMA generator and both optimizers."""
+    """A `tf.train.Checkpoint` of G, D, the EMA generator, both optimizers and, when
+    they are on, ADA's and LeCam's state (`augment`, `lecam`: lists in a fixed order)."""
     objects = dict(generator=checkpoint_weights(gan.generator),
                    discriminator=checkpoint_weights(gan.discriminator),
                    g_optimizer=gan.g_optimizer, d_optimizer=gan.d_optimizer)
     if gan.ema_generator is not None:
         objects["ema_generator"] = checkpoint_weights(gan.ema_generator)
+    for name, variable in gan.regularizer_state.items():
+        objects.setdefault(name.split("/")[0], []).append(variable)
     return tf.train.Checkpoint(**objects)
 
 

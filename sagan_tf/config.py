@@ -153,12 +153,17 @@ class DataConfig(_Section):
     deterministic: bool = option(False, "Deterministic input order for TFDS datasets (mnist5k "
                                  "and folders are always read in a fixed, step-indexed order).",
         resumable=True)
+    train_subset: int = option(0, "Train on N images of the training split (0: all): the "
+                               "first N in TFDS's order, N drawn with a fixed seed for mnist5k "
+                               "and folders; the same images for every --seed. Evaluation "
+                               "still compares with the whole split.")
 
     def validate(self):
         from sagan_tf import data
 
         super().validate()
         _at_least(self, ("crop",), 1)
+        _at_least(self, ("train_subset",), 0)
         try:
             data.check_dataset_name(self.dataset)
         except data.DataError as e:
@@ -169,7 +174,8 @@ class DataConfig(_Section):
         from sagan_tf import data
 
         kwargs = dict(data_dir=self.data_dir, manual_dir=self.manual_dir, crop=self.crop,
-                      folder_labels=self.folder_labels, deterministic=self.deterministic)
+                      folder_labels=self.folder_labels, deterministic=self.deterministic,
+                      subset=self.train_subset if split == "train" and self.train_subset else None)
         kwargs.update(overrides)
         return data.DataSpec(self.dataset, image_size, channels, split=split, seed=seed, **kwargs)
 
@@ -196,8 +202,18 @@ class TrainingConfig(_Section):
     gp_weight: float = option(10.0, "Gradient-penalty weight (wgan_gp).")
     ema_decay: float = option(0.0, "EMA decay of G's weights (e.g. 0.999); 0 disables.")
     ema_start: int = option(0, "Step from which the EMA averages (before: copies).")
-    augment: str = option("", "DiffAugment policies for D's inputs, real and fake: a "
-                          f"comma-separated subset of {','.join(augment.POLICIES)} (empty: none).")
+    augment: str = option("", "Augmentation of D's inputs, real and fake: DiffAugment's fixed "
+                          f"policies, a comma-separated subset of {','.join(augment.POLICIES)}; "
+                          "or ada, adaptive augmentation whose strength p follows "
+                          "--ada_target; empty: none.")
+    ada_target: float = option(0.6, "ADA: target of r_t = E[sign(D(real))], in (0, 1); p rises "
+                               "while r_t is above it (D too sure of the real images).")
+    ada_kimg: float = option(100.0, "ADA: thousands of real images over which p can move from 0 "
+                             "to 1 at the fastest (StyleGAN2-ADA's long runs: 500).")
+    ada_interval: int = option(4, "ADA: steps between adjustments of p.")
+    lecam_weight: float = option(0.0, "LeCam regularization weight of D (0: off; StudioGAN: "
+                                 "0.3).")
+    lecam_decay: float = option(0.99, "Decay of LeCam's moving averages of D's outputs.")
     seed: int = option(0, "Random seed.")
     precision: str = option("float32", "Keras mixed-precision policy.", PRECISIONS)
 
@@ -215,6 +231,13 @@ class TrainingConfig(_Section):
             augment.parse(self.augment)
         except ValueError as e:
             _bad(f"--augment: {e}")
+        if not 0 < self.ada_target < 1:
+            _bad(f"--ada_target must be in (0, 1); got {self.ada_target}")
+        if not self.ada_kimg > 0:
+            _bad(f"--ada_kimg must be > 0; got {self.ada_kimg}")
+        _at_least(self, ("ada_interval",), 1)
+        _at_least(self, ("lecam_weight",), 0)
+        _in_unit_interval(self, ("lecam_decay",))
 
 
 @dataclasses.dataclass

@@ -38,6 +38,7 @@ KNOWN_DATASETS = tuple(TFDS_DATASETS) + OFFLINE_DATASETS + ("folder:PATH",)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 MNIST5K_HELDOUT = 500
 MNIST5K_SEED = 20180521  # fixed: the split is the same on every machine
+SUBSET_SEED = 1805  # fixed: a subset is the same images on every machine and every seed
 
 
 class DataError(ValueError):
@@ -62,6 +63,9 @@ class DataSpec:
             parallel map); mnist5k and folders are always read in a fixed order.
         shuffle_buffer: shuffle buffer size (TFDS datasets).
         cache_limit_mb: cache decoded TFDS images in memory when they fit in this.
+        subset: read only this many images of the split (None: all): the first N in
+            TFDS's order, or N drawn with the fixed seed `SUBSET_SEED` for mnist5k
+            and folders; the same images whatever the training seed.
     """
 
     dataset: str = "mnist5k"
@@ -76,6 +80,7 @@ class DataSpec:
     deterministic: bool = False
     shuffle_buffer: int = 10_000
     cache_limit_mb: int = 2048
+    subset: Optional[int] = None
 
     def __post_init__(self):
         if self.image_size not in IMAGE_SIZES:
@@ -84,6 +89,8 @@ class DataSpec:
         if self.channels not in (1, 3):
             raise DataError(f"channels must be 1 or 3; got {self.channels}")
         check_dataset_name(self.dataset)
+        if self.subset is not None and self.subset < 1:
+            raise DataError(f"a subset needs at least one image; got {self.subset}")
 
 
 def label_table(class_names):
@@ -511,7 +518,13 @@ def _tfds_source(spec, input_context=None):
     crop = spec.crop if spec.crop is not None else default_crop
     builder = _tfds_builder(spec)
     read_config = tfds.ReadConfig(shuffle_seed=spec.seed, input_context=input_context)
-    ds = builder.as_dataset(split=spec.split, shuffle_files=True, read_config=read_config)
+    split_info = builder.info.splits.get(spec.split) if hasattr(builder.info.splits, "get") else None
+    num_examples = split_info.num_examples if split_info is not None else None
+    split = spec.split
+    if spec.subset is not None:
+        _check_subset(spec, num_examples)
+        split, num_examples = f"{spec.split}[:{spec.subset}]", spec.subset
+    ds = builder.as_dataset(split=split, shuffle_files=True, read_config=read_config)
 
     def prepare(example):
         image = center_crop_resize(example["image"], spec.image_size, crop)
@@ -519,8 +532,6 @@ def _tfds_source(spec, input_context=None):
         return _set_channels(image, spec.channels), label
 
     num_classes = builder.info.features[label_key].num_classes if label_key else 0
-    split_info = builder.info.splits.get(spec.split) if hasattr(builder.info.splits, "get") else None
-    num_examples = split_info.num_examples if split_info is not None else None
     return ds, prepare, DataInfo(num_classes, num_examples or None, f"tfds {spec.dataset}/{spec.split}")
 
 
@@ -529,10 +540,27 @@ def _source(spec, input_context=None):
     """(source, prepare, info). `source` is a tuple of arrays (random access: mnist5k
     and folders) or a `tf.data.Dataset` already sharded for `input_context` (TFDS)."""
     if spec.dataset == "mnist5k":
-        return _mnist5k_source(spec)
+        return _subset(spec, *_mnist5k_source(spec))
     if spec.dataset.startswith("folder:"):
-        return _folder_source(spec)
-    return _tfds_source(spec, input_context)  # TFDS shards by input_context itself
+        return _subset(spec, *_folder_source(spec))
+    return _tfds_source(spec, input_context)  # TFDS shards by input_context itself (and subsets)
+
+
+def _check_subset(spec, num_examples):
+    if num_examples is not None and spec.subset > num_examples:
+        raise DataError(f"a subset of {spec.subset} images is larger than {spec.dataset}'s "
+                        f"{spec.split} split ({num_examples} images)")
+
+
+def _subset(spec, arrays, prepare, info):
+    """`spec.subset` rows of a random-access source, drawn with `SUBSET_SEED`."""
+    if spec.subset is None:
+        return arrays, prepare, info
+    _check_subset(spec, info.num_examples)
+    rows = np.sort(np.random.default_rng(SUBSET_SEED).permutation(info.num_examples)[:spec.subset])
+    return (tuple(a[rows] for a in arrays), prepare, dataclasses.replace(
+        info, num_examples=spec.subset,
+        description=f"{info.description}, a subset of {spec.subset} images"))
 
 
 def describe(spec):

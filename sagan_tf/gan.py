@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from sagan_tf import ada
 from sagan_tf import augment as aug
 from sagan_tf import losses
 
@@ -36,7 +37,14 @@ class SAGAN(keras.Model):
         seed: seed of the latent and interpolation random streams.
         augment: DiffAugment policies (a subset of `sagan_tf.augment.POLICIES`,
             e.g. `("translation", "cutout")`) applied to every image D sees,
-            real and fake, in the D and the G updates; empty for none.
+            real and fake, in the D and the G updates; `"ada"` for adaptive
+            augmentation (`sagan_tf.ada`); empty for none.
+        ada_target: ADA's target for r_t = E[sign(D(x_real))], in (0, 1).
+        ada_kimg: ADA: thousands of real images over which p can move from 0 to
+            1 at most (StyleGAN2-ADA: 500).
+        ada_interval: ADA: steps between adjustments of p.
+        lecam_weight: weight of the LeCam regularizer of D (0: off).
+        lecam_decay: decay of LeCam's moving averages of D's outputs.
         fake_labels: conditional models: `"real"` generates each update's fake
             batch with the labels of the real batch; `"uniform"` draws them
             uniformly over the classes (the official SAGAN code's `model.py`).
@@ -48,7 +56,9 @@ class SAGAN(keras.Model):
     """
 
     def __init__(self, generator, discriminator, loss="hinge", d_steps=1, gp_weight=10.0,
-                 ema_decay=0.0, ema_start=0, seed=0, augment=(), fake_labels="real", **kwargs):
+                 ema_decay=0.0, ema_start=0, seed=0, augment=(), fake_labels="real",
+                 ada_target=ada.TARGET, ada_kimg=100.0, ada_interval=ada.INTERVAL,
+                 lecam_weight=0.0, lecam_decay=0.99, **kwargs):
         super().__init__(**kwargs)
         if int(d_steps) < 1:
             raise ValueError(f"SAGAN: argument `d_steps` must be >= 1; received {d_steps}.")
@@ -68,6 +78,31 @@ class SAGAN(keras.Model):
         self.ema_start = int(ema_start)
         self.seed = int(seed)
         self.augment = aug.parse(augment if isinstance(augment, str) else ",".join(augment))
+        self.adaptive = self.augment == (aug.ADAPTIVE,)
+        if not 0.0 < float(ada_target) < 1.0:
+            raise ValueError(f"SAGAN: argument `ada_target` must be in (0, 1); received {ada_target}.")
+        if not float(ada_kimg) > 0 or int(ada_interval) < 1:
+            raise ValueError("SAGAN: arguments `ada_kimg` and `ada_interval` must be > 0; "
+                             f"received {ada_kimg}, {ada_interval}.")
+        if float(lecam_weight) < 0 or not 0.0 <= float(lecam_decay) < 1.0:
+            raise ValueError("SAGAN: `lecam_weight` must be >= 0 and `lecam_decay` in [0, 1); "
+                             f"received {lecam_weight}, {lecam_decay}.")
+        self.ada_target = float(ada_target)
+        self.ada_kimg = float(ada_kimg)
+        self.ada_interval = int(ada_interval)
+        self.lecam_weight = float(lecam_weight)
+        self.lecam_decay = float(lecam_decay)
+        # Training state beside the weights, checkpointed (`regularizer_state`). Replicas
+        # assign the same all-reduced values; the first replica's is kept.
+        state = dict(trainable=False, dtype="float32", aggregation="only_first_replica")
+        if self.adaptive:
+            self.ada_p = keras.Variable(0.0, name="ada_p", **state)
+            self.ada_rt = keras.Variable(0.0, name="ada_rt", **state)  # of the last interval
+            self.ada_signs = keras.Variable(0.0, name="ada_signs", **state)  # sum of sign(D(real))
+            self.ada_count = keras.Variable(0.0, name="ada_count", **state)  # over this many
+        if self.lecam_weight > 0:
+            self.lecam_real = keras.Variable(0.0, name="lecam_ema_real", **state)
+            self.lecam_fake = keras.Variable(0.0, name="lecam_ema_fake", **state)
         self.z_dim = generator.z_dim
         self.conditional = generator.num_classes > 0
         self.ema_generator = None
@@ -79,6 +114,8 @@ class SAGAN(keras.Model):
         self.d_real_tracker = keras.metrics.Mean(name="d_real")
         self.d_fake_tracker = keras.metrics.Mean(name="d_fake")
         self.gp_tracker = keras.metrics.Mean(name="gp") if loss == "wgan_gp" else None
+        self.rt_tracker = keras.metrics.Mean(name="r_t")
+        self.lecam_tracker = keras.metrics.Mean(name="lecam") if self.lecam_weight else None
         for net in (generator, discriminator):
             if not net.built:
                 net.build()
@@ -109,8 +146,20 @@ class SAGAN(keras.Model):
     @property
     def metrics(self):
         trackers = [self.d_loss_tracker, self.g_loss_tracker, self.d_real_tracker,
-                    self.d_fake_tracker]
-        return trackers + ([self.gp_tracker] if self.gp_tracker is not None else [])
+                    self.d_fake_tracker, self.gp_tracker, self.rt_tracker, self.lecam_tracker]
+        return [t for t in trackers if t is not None]
+
+    @property
+    def regularizer_state(self):
+        """{name: variable} of ADA's and LeCam's state (empty when both are off): what a
+        checkpoint holds beside the weights and what TensorBoard shows of them."""
+        state = {}
+        if self.adaptive:
+            state.update({"augment/p": self.ada_p, "augment/r_t": self.ada_rt,
+                          "augment/signs": self.ada_signs, "augment/count": self.ada_count})
+        if self.lecam_weight:
+            state.update({"lecam/ema_real": self.lecam_real, "lecam/ema_fake": self.lecam_fake})
+        return state
 
     @property
     def step(self):
@@ -145,14 +194,52 @@ class SAGAN(keras.Model):
         return tf.cast(self._replica_rows(drawn), labels.dtype)
 
     def _augment(self, images, global_batch, stream, which):
-        """DiffAugment of this replica's rows of a global batch; `which` 0 for real
-        images, 1 for fake ones, so the two never share draws."""
+        """DiffAugment or ADA of this replica's rows of a global batch; `which` 0 for
+        real images, 1 for fake ones, so the two never share draws."""
         if not self.augment:
             return images
         seed = tf.random.experimental.stateless_fold_in(self._seed(stream), 1000 + which)
-        params = aug.draw(self.augment, global_batch, images.shape[1], seed)
+        if self.adaptive:
+            params = ada.draw(global_batch, images.shape[1], self.ada_p.value, seed)
+        else:
+            params = aug.draw(self.augment, global_batch, images.shape[1], seed)
         params = {k: self._replica_rows(v) for k, v in params.items()}
+        if self.adaptive:
+            return ada.apply(images, params)
         return aug.apply(images, self.augment, params)
+
+    def _global_sum(self, values):
+        """Sums of per-replica values over all replicas (every replica gets them)."""
+        return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, values)
+
+    def _lecam(self, real_logits, fake_logits):
+        """LeCam's term per example: relu(D(x) - ema_fake)^2 + relu(ema_real - D(G(z)))^2
+        (Tseng et al. 2021, in the official code's one-sided form)."""
+        return losses.lecam(real_logits, fake_logits, self.lecam_real.value,
+                            self.lecam_fake.value)
+
+    def _update_lecam(self, real_logits, fake_logits, global_batch):
+        sums = self._global_sum(tf.stack([tf.reduce_sum(tf.cast(real_logits, tf.float32)),
+                                          tf.reduce_sum(tf.cast(fake_logits, tf.float32))]))
+        means = sums / tf.cast(global_batch, tf.float32)
+        for ema, mean in ((self.lecam_real, means[0]), (self.lecam_fake, means[1])):
+            ema.assign(self.lecam_decay * ema.value + (1.0 - self.lecam_decay) * mean)
+
+    def _update_ada(self, real_logits):
+        """Accumulates sign(D(x_real)) over all replicas; every `ada_interval` steps
+        sets r_t and adjusts p by `ada.adjust`."""
+        signs = tf.concat([tf.reshape(tf.sign(tf.cast(r, tf.float32)), [-1])
+                           for r in real_logits], 0)
+        total = self._global_sum(tf.stack([tf.reduce_sum(signs),
+                                           tf.cast(tf.size(signs), tf.float32)]))
+        sign_sum, count = self.ada_signs.value + total[0], self.ada_count.value + total[1]
+        now = tf.equal(self.g_optimizer.iterations % self.ada_interval, 0)  # after this step's G update
+        r_t = sign_sum / tf.maximum(count, 1.0)
+        p = ada.adjust(self.ada_p.value, r_t, self.ada_target, count, self.ada_kimg * 1000.0)
+        self.ada_p.assign(tf.where(now, p, self.ada_p.value))
+        self.ada_rt.assign(tf.where(now, r_t, self.ada_rt.value))
+        self.ada_signs.assign(tf.where(now, 0.0, sign_sum))
+        self.ada_count.assign(tf.where(now, 0.0, count))
 
     # ------------------------------------------------------------------ steps
     def _discriminate(self, real, fake, labels, fake_labels):
@@ -177,6 +264,10 @@ class SAGAN(keras.Model):
             real_logits, fake_logits = self._discriminate(real_seen, fake_seen, labels,
                                                           fake_labels)
             per_example = self.d_loss_fn(real_logits, fake_logits)
+            lecam = None
+            if self.lecam_weight:
+                lecam = self._lecam(real_logits, fake_logits)
+                per_example = per_example + tf.cast(self.lecam_weight * lecam, per_example.dtype)
             gp = None
             if self.loss_name == "wgan_gp":
                 eps = self._replica_rows(tf.random.stateless_uniform(
@@ -189,7 +280,9 @@ class SAGAN(keras.Model):
             scaled = self.d_optimizer.scale_loss(loss)
         variables = self.discriminator.trainable_variables
         self.d_optimizer.apply(tape.gradient(scaled, variables), variables)
-        return per_example, real_logits, fake_logits, gp
+        if self.lecam_weight:
+            self._update_lecam(real_logits, fake_logits, global_batch)
+        return per_example, real_logits, fake_logits, gp, lecam
 
     def _g_update(self, labels, global_batch):
         z = self.sample_z(global_batch, self.d_steps)
@@ -235,12 +328,17 @@ class SAGAN(keras.Model):
         g_per_example = self._g_update(lab, global_batch)
         if self.ema_generator is not None:
             self._update_ema()
+        if self.adaptive:
+            self._update_ada([terms[1] for terms in d_terms])
         # Metrics take per-replica means; Mean over equal replicas is the global mean.
-        d_per_example, real_logits, fake_logits, gp = d_terms[-1]
+        d_per_example, real_logits, fake_logits, gp, lecam = d_terms[-1]
         self.d_loss_tracker.update_state(tf.reduce_mean(d_per_example))
         self.g_loss_tracker.update_state(tf.reduce_mean(g_per_example))
         self.d_real_tracker.update_state(tf.reduce_mean(real_logits))
         self.d_fake_tracker.update_state(tf.reduce_mean(fake_logits))
+        self.rt_tracker.update_state(tf.reduce_mean(tf.sign(tf.cast(real_logits, tf.float32))))
         if gp is not None:
             self.gp_tracker.update_state(tf.reduce_mean(gp))
+        if lecam is not None:
+            self.lecam_tracker.update_state(tf.reduce_mean(lecam))
         return {m.name: m.result() for m in self.metrics}

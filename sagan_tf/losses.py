@@ -59,6 +59,22 @@ def gradient_penalty(discriminator_fn, real, fake, epsilon):
     return tf.square(norms - 1.0)
 
 
+def lecam(real_logits, fake_logits, ema_real, ema_fake):
+    """LeCam regularizer of D per example: relu(D(x) - ema_fake)^2 +
+    relu(ema_real - D(G(z)))^2, where `ema_real`, `ema_fake` are moving averages
+    of D's mean output on real and on generated images. It pulls D's outputs on
+    real images towards its usual output on fakes and the reverse, which bounds
+    how far D can separate a small training set (the official code's one-sided
+    form of the paper's squared distances).
+
+    Reference: Tseng, Jiang, Liu, Yang, Yang, "Regularizing Generative Adversarial
+    Networks under Limited Data", CVPR 2021, arXiv:2104.03310.
+    """
+    real = tf.cast(real_logits, tf.float32)
+    fake = tf.cast(fake_logits, tf.float32)
+    return tf.square(tf.nn.relu(real - ema_fake)) + tf.square(tf.nn.relu(ema_real - fake))
+
+
 def get(name):
     """(d_loss, g_loss) functions for 'hinge', 'ns' or 'wgan_gp'."""
     table = {"hinge": (hinge_d, hinge_g), "ns": (ns_d, ns_g), "wgan_gp": (wgan_d, wgan_g)}

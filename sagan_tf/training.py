@@ -102,7 +102,9 @@ def build_gan(config, num_classes):
     generator, discriminator = build_models(config, num_classes)
     gan = SAGAN(generator, discriminator, loss=t.loss, d_steps=t.d_steps,
                 gp_weight=t.gp_weight, ema_decay=t.ema_decay, ema_start=t.ema_start,
-                seed=t.seed, augment=t.augment, fake_labels=t.fake_labels)
+                seed=t.seed, augment=t.augment, fake_labels=t.fake_labels,
+                ada_target=t.ada_target, ada_kimg=t.ada_kimg, ada_interval=t.ada_interval,
+                lecam_weight=t.lecam_weight, lecam_decay=t.lecam_decay)
     gan.compile(g_optimizer=_optimizer(t.lr_g, t), d_optimizer=_optimizer(t.lr_d, t),
                 jit_compile=config.run.jit_compile)
     gan.build_optimizers()
@@ -375,7 +377,7 @@ class Trainer:
         backbone = backbones.get(e.eval_backbone, e.inception_graph)
         split = "test" if config.data.dataset == "mnist5k" else "train"
         spec = config.data.spec(config.image_size, 3, split=split, manual_dir=None,
-                                folder_labels=False, deterministic=True)
+                                folder_labels=False, deterministic=True, subset=None)
         real = evaluation.real_stats(backbone, spec, e.eval_samples)
         best = tf.train.CheckpointManager(checkpoints.make_checkpoint(self.gan),
                                           os.path.join(self.workdir, "best"), max_to_keep=1)

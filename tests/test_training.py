@@ -76,13 +76,15 @@ def test_tiny_pipeline_on_mocked_celeb_a(tmp_path, tfds_manual_files):
     assert saved["architecture"]["generator"]["attention_resolutions"] == [16]
 
 
-def _twin_gans(strategy, weights=None, augment=""):
+def _twin_gans(strategy, weights=None, augment="", **kwargs):
     with strategy.scope():
         g = DCGANGenerator(16, z_dim=8, base_channels=8, attention_resolutions=(8,))
         d = DCGANDiscriminator(16, base_channels=8, attention_resolutions=(4,))
         g.build()
         d.build()
-        gan = SAGAN(g, d, seed=3, augment=augment)
+        gan = SAGAN(g, d, seed=3, augment=augment, **kwargs)
+        if gan.adaptive:
+            gan.ada_p.assign(0.5)  # so the step augments
         gan.compile(keras.optimizers.SGD(0.1), keras.optimizers.SGD(0.1))
         gan.build_optimizers()
         if weights is not None:
@@ -100,19 +102,31 @@ def _one_step(gan, strategy, dataset, driver):
     return loop.train(gan, strategy, dataset, 1)
 
 
-@pytest.mark.parametrize("driver,augment", [("loop", ""), ("fit", ""),
-                                            ("loop", "color,translation,cutout")])
-def test_two_replica_step_equals_one_replica_step(mirrored, driver, augment):
+ADA_LECAM = dict(augment="ada", ada_interval=1, ada_kimg=0.05, lecam_weight=0.3)
+
+
+@pytest.mark.parametrize("driver,settings", [("loop", {}), ("fit", {}),
+                                             ("loop", dict(augment="color,translation,cutout")),
+                                             ("loop", ADA_LECAM)])
+def test_two_replica_step_equals_one_replica_step(mirrored, driver, settings):
     images = tf.random.stateless_uniform([8, 16, 16, 3], seed=[1, 2], minval=-1, maxval=1)
     batch = tf.data.Dataset.from_tensors((images, tf.zeros([8], tf.int32)))
     default = tf.distribute.get_strategy()
-    one = _twin_gans(default, augment=augment)
+    one = _twin_gans(default, **settings)
     start = [np.asarray(w) for w in one.generator.weights + one.discriminator.weights]
-    two = _twin_gans(mirrored, start, augment=augment)
+    two = _twin_gans(mirrored, start, **settings)
     log_one = _one_step(one, default, batch, driver)
     log_two = _one_step(two, mirrored, mirrored.experimental_distribute_dataset(batch), driver)
-    for key in ("d_loss", "g_loss", "d_real", "d_fake"):
+    assert log_one.keys() == log_two.keys()
+    for key in log_one:
         np.testing.assert_allclose(log_two[key], log_one[key], rtol=1e-4, atol=1e-5)
+    state_one, state_two = one.regularizer_state, two.regularizer_state
+    assert len(state_one) == (6 if settings.get("lecam_weight") else 0)
+    for name in state_one:
+        np.testing.assert_allclose(float(state_two[name].numpy()), float(state_one[name].numpy()),
+                                   rtol=1e-4, atol=1e-6, err_msg=name)
+    if state_one:  # one step with interval 1: p moved by 8 images / 50 from 0.5
+        assert float(state_one["augment/p"].numpy()) in (pytest.approx(0.34), pytest.approx(0.66))
     names = [w.path for w in one.generator.weights + one.discriminator.weights]
     ws_one = one.generator.weights + one.discriminator.weights
     ws_two = two.generator.weights + two.discriminator.weights
@@ -180,11 +194,15 @@ def test_checkpoint_holds_every_weight(tmp_path):
         np.testing.assert_array_equal(np.asarray(b), np.asarray(a), err_msg=a.path)
 
 
-def test_resume_is_exact(tmp_path):
+@pytest.mark.parametrize("settings", [dict(augment="translation,cutout,color"),
+                                      dict(augment="ada", ada_interval=1, ada_kimg=0.1,
+                                           lecam_weight=0.3)])
+def test_resume_is_exact(tmp_path, settings):
     """4 steps, stop, resume to 8 == 8 steps straight: weights, optimizer slots, EMA,
-    BN statistics and spectral-norm u (same data, same z, same state)."""
+    BN statistics, spectral-norm u, ADA's p and LeCam's averages (same data, same z,
+    same state)."""
     kwargs = dict(steps=8, export=False, conditional=True, ema_decay=0.9, d_steps=2,
-                  augment="translation,cutout,color")
+                  **settings)
     training.run(_config(tmp_path / "a", **dict(kwargs, steps=4)))
     resumed = training.run(_config(tmp_path / "a", **kwargs))
     straight = training.run(_config(tmp_path / "b", **kwargs))
@@ -192,6 +210,9 @@ def test_resume_is_exact(tmp_path):
     a = _checkpoint_values(str(tmp_path / "a" / "run" / "checkpoints"))
     b = _checkpoint_values(str(tmp_path / "b" / "run" / "checkpoints"))
     assert a.keys() == b.keys() and len(a) > 50
+    if settings["augment"] == "ada":
+        p = [v for name, v in a.items() if name.startswith("augment/0/")]
+        assert len(p) == 1 and 0 < p[0] < 1  # p moved, and the checkpoint holds it
     for name in a:
         np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
