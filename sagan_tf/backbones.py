@@ -3,9 +3,8 @@
 - `InceptionGraph`: the standard FID network, the 2015-12-05 Inception GraphDef
   (`classify_image_graph_def.pb`) used by the TTUR reference code and TF-GAN:
   pool_3 (2048-d) for FID/KID, softmax logits (1008) for IS. Numbers are
-  comparable with papers. Loaded from a local file (no machine here can
-  download it; get it from
-  http://download.tensorflow.org/models/image/imagenet/inception-2015-12-05.tgz).
+  comparable with papers. Loaded from a local file, or, without one,
+  downloaded once into the cache (`sagan_tf.downloads`).
 - `KerasInceptionV3`: Keras InceptionV3 with ImageNet weights, when they can be
   loaded; the numbers are *not* comparable with papers.
 - `MnistClassifier`: offline; a small CNN trained on the mnist5k train split and
@@ -42,6 +41,28 @@ def check_range(images):
     return images
 
 
+def check_inception_graph(graph_bytes, origin):
+    """The GraphDef in `graph_bytes`; raises BackboneError (naming `origin`) unless
+    it parses and has the FID Inception graph's tensors, with softmax weights of
+    shape (2048, 1008)."""
+    graph_def = tf.compat.v1.GraphDef()
+    try:
+        graph_def.ParseFromString(graph_bytes)
+    except Exception as e:  # noqa: BLE001 - protobuf's DecodeError and friends
+        raise BackboneError(f"{origin} is not a GraphDef: {e}") from None
+    nodes = {node.name: node for node in graph_def.node}
+    missing = [t for t in (INCEPTION_INPUT, INCEPTION_POOL, INCEPTION_WEIGHTS, INCEPTION_BIASES)
+               if t.split(":")[0] not in nodes]
+    if missing:
+        raise BackboneError(f"{origin} lacks the tensors {missing} of the FID Inception graph")
+    weights = nodes[INCEPTION_WEIGHTS.split(":")[0]]
+    shape = [d.size for d in weights.attr["value"].tensor.tensor_shape.dim]
+    if shape != [2048, 1008]:
+        raise BackboneError(f"{origin}: {INCEPTION_WEIGHTS} has shape {shape}, not the FID "
+                            "Inception graph's [2048, 1008]")
+    return graph_def
+
+
 class InceptionGraph:
     """The FID Inception GraphDef from `path`: images are mapped to [0, 255],
     resized to 299x299 (bilinear) and fed in place of `ExpandDims:0`; the graph
@@ -51,21 +72,20 @@ class InceptionGraph:
     label = "FID/KID/IS on the 2015 Inception graph (pool_3, logits): comparable with papers"
     comparable_with_papers = True
 
-    def __init__(self, path):
-        if not path or not os.path.exists(path):
-            raise BackboneError(f"Inception graph file {path!r} not found (download "
-                                "inception-2015-12-05.tgz and pass classify_image_graph_def.pb)")
-        graph_def = tf.compat.v1.GraphDef()
-        try:
-            with open(path, "rb") as f:
-                graph_def.ParseFromString(f.read())
-        except Exception as e:  # noqa: BLE001 - protobuf's DecodeError and friends
-            raise BackboneError(f"{path} is not a GraphDef: {e}") from None
-        names = {node.name for node in graph_def.node}
-        missing = [t for t in (INCEPTION_INPUT, INCEPTION_POOL, INCEPTION_WEIGHTS, INCEPTION_BIASES)
-                   if t.split(":")[0] not in names]
-        if missing:
-            raise BackboneError(f"{path} lacks the tensors {missing} of the FID Inception graph")
+    def __init__(self, path=None, url=None):
+        from sagan_tf import downloads
+
+        if path is None:  # the cached download
+            try:
+                path = downloads.inception_graph_file(url or downloads.INCEPTION_URL)
+            except downloads.DownloadError as e:
+                raise BackboneError(str(e)) from None
+        if not os.path.exists(path):
+            raise BackboneError(f"Inception graph file {path!r} not found (leave "
+                                "--inception_graph out to download it, or pass "
+                                "classify_image_graph_def.pb from inception-2015-12-05.tgz)")
+        with open(path, "rb") as f:
+            graph_def = check_inception_graph(f.read(), path)
 
         def imported(images):
             pool, weights, biases = tf.compat.v1.import_graph_def(
@@ -134,7 +154,9 @@ def _classifier_model():
 
 
 def default_cache_dir():
-    return os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "sagan_tf")
+    from sagan_tf import downloads
+
+    return downloads.cache_dir()
 
 
 class MnistClassifier:
@@ -206,8 +228,7 @@ def check_fits(name, dataset):
         others = [b for b in BACKBONES if b not in DATASET_BACKBONES]
         raise BackboneError(f"the {name} backbone is the {fits} digit classifier and scores "
                             f"{fits} only, not {dataset}; use one of {others} "
-                            "(inception_graph with --inception_graph=PATH for FIDs comparable "
-                            "with papers)")
+                            "(inception_graph for FIDs comparable with papers)")
 
 
 def get(name, inception_graph=None, keras_weights="imagenet", cache_dir=None):

@@ -291,7 +291,8 @@ class EvalConfig(_Section):
         resumable=True)
     inception_graph: Optional[str] = option(None, "Path of the FID Inception graph "
                                             "(classify_image_graph_def.pb) for "
-                                            "--eval_backbone=inception_graph.",
+                                            "--eval_backbone=inception_graph (default: "
+                                            "downloaded once into the cache).",
         resumable=True)
 
     def validate(self):

@@ -36,7 +36,8 @@ def define_flags(flag_values):
            lower_bound=4)
     define("enum", "backbone", "classifier", list(config.BACKBONES), "Feature network "
            "(classifier: the mnist5k digit classifier, for --dataset=mnist5k only).")
-    define("string", "inception_graph", None, "Path of classify_image_graph_def.pb.")
+    define("string", "inception_graph", None, "Path of classify_image_graph_def.pb (default: downloaded once "
+           "into the cache).")
     define("string", "keras_inception_weights", "imagenet", "Keras InceptionV3 weights.")
     define("float", "truncation", 2.0, "--model: truncation of z, in (0, 2].", lower_bound=1e-3,
            upper_bound=2.0)

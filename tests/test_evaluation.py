@@ -65,6 +65,100 @@ def test_inception_graph_errors(tmp_path):
         backbones.InceptionGraph(str(tmp_path / "junk.pb"))
 
 
+def _archive(path, graph_path, member="inception/classify_image_graph_def.pb"):
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(graph_path, arcname=member)
+    return path
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """Serves tmp_path/www on 127.0.0.1; yields (base URL, list of requested paths)."""
+    import functools
+    import http.server
+    import threading
+
+    root = tmp_path / "www"
+    root.mkdir()
+    requests = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self):
+            requests.append(self.path)
+            return super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", requests, root
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_inception_graph_is_downloaded_once_checked_and_reused(tmp_path, http_server,
+                                                                   monkeypatch):
+    from sagan_tf import downloads
+
+    base, requests, www = http_server
+    _archive(str(www / "inception.tgz"), _stand_in_graph(str(tmp_path / "g.pb")))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(downloads, "INCEPTION_URL", f"{base}/inception.tgz")
+    backbone = backbones.get("inception_graph")  # no path: the download
+    cached = tmp_path / "cache" / "sagan_tf" / "inception-2015-12-05" / "classify_image_graph_def.pb"
+    assert cached.read_bytes() == (tmp_path / "g.pb").read_bytes()
+    assert os.listdir(cached.parent) == [cached.name]  # no temporary file left
+    features, _ = backbone(np.zeros((2, 32, 32, 3), np.float32))
+    assert features.shape == (2, 2048)
+    assert backbones.get("inception_graph").feature_dim == 2048
+    assert requests == ["/inception.tgz"]  # the second backbone came from the cache
+    # A file:// URL works the same.
+    other = downloads.inception_graph_file((www / "inception.tgz").as_uri(),
+                                           directory=str(tmp_path / "c2"))
+    assert open(other, "rb").read() == cached.read_bytes()
+
+
+def test_a_wrong_or_truncated_inception_download_is_refused_and_never_cached(tmp_path,
+                                                                             http_server):
+    from sagan_tf import downloads
+
+    base, _, www = http_server
+    good = _archive(str(www / "good.tgz"), _stand_in_graph(str(tmp_path / "g.pb")))
+    (www / "truncated.tgz").write_bytes(open(good, "rb").read()[:200])
+    _archive(str(www / "wrong.tgz"), _stand_in_graph(
+        str(tmp_path / "w.pb"), names=("input", "pool_3", "softmax/weights", "softmax/biases")))
+    _archive(str(www / "other.tgz"), str(tmp_path / "g.pb"), member="model.pb")
+    cache = tmp_path / "cache"
+    for name, message in (("truncated", "not a readable .tgz"),
+                          ("wrong", r"not the FID Inception archive: .*lacks the tensors"),
+                          ("other", "holds no classify_image_graph_def.pb")):
+        with pytest.raises(downloads.DownloadError, match=message):
+            downloads.inception_graph_file(f"{base}/{name}.tgz", directory=str(cache))
+        assert os.listdir(cache / "inception-2015-12-05") == []
+    assert os.path.exists(downloads.inception_graph_file(f"{base}/good.tgz", directory=str(cache)))
+
+
+def test_offline_the_inception_download_says_what_to_put_where(tmp_path):
+    import socket
+
+    from sagan_tf import downloads
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/inception-2015-12-05.tgz"
+    with pytest.raises(downloads.DownloadError) as error:
+        downloads.inception_graph_file(url, directory=str(tmp_path), timeout=5)
+    line = str(error.value)
+    assert "\n" not in line and url in line and "--inception_graph=PATH" in line
+    assert downloads.inception_graph_path(str(tmp_path)) in line
+
+
 def test_keras_inception_offline_error_and_plumbing(tmp_path):
     with pytest.raises(backbones.BackboneError, match="cannot load Keras InceptionV3"):
         backbones.KerasInceptionV3(str(tmp_path / "no_weights.h5"))
@@ -167,7 +261,7 @@ def test_evaluate_refuses_the_digit_classifier_for_other_data(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         f"error: the classifier backbone is the mnist5k digit classifier and scores mnist5k "
         f"only, not folder:{tmp_path}; use one of ['inception_graph', 'keras_inception'] "
-        "(inception_graph with --inception_graph=PATH for FIDs comparable with papers)"]
+        "(inception_graph for FIDs comparable with papers)"]
 
 
 def test_evaluate_on_a_workdir_reproduces_the_runs_last_evaluation(tmp_path):
