@@ -365,6 +365,8 @@ class Trainer:
         if evaluation is not None and evaluation.history:
             step, result = evaluation.history[-1]
             logs["evaluation"] = dict(result, step=step)
+        logs["float32_bytes"] = {net.name: 4 * sum(int(np.prod(w.shape)) for w in net.weights)
+                                 for net in (gan.generator, gan.discriminator)}
         if chief:
             write_json(os.path.join(self.workdir, "summary.json"),
                        dict(logs, step=self.step, steps_run=monitor.steps_run))

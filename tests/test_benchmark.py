@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -48,25 +49,75 @@ def test_pytorch_reference_benchmark_counts_its_flops():
     assert 3.0 < line["gflop_per_img"] < 4.0
 
 
+TINY = "--extra=--base_channels=8 --batch_size=8 --ema_start=0"
+
+
 def test_the_compare_protocol_runs_at_tiny_size(tmp_path):
     keep = tmp_path / "runs"
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.compare_mnist5k", "--variants=baseline,sagan",
-         "--seeds=0", "--steps=2", "--eval_samples=20", "--log_every=1",
-         "--extra=--base_channels=8 --batch_size=8 --ema_start=0", f"--keep_workdirs={keep}",
-         f"--out={tmp_path / 'rows.jsonl'}"], cwd=ROOT, env=ENV, capture_output=True, text=True,
-        timeout=900)
+        [sys.executable, "-m", "benchmarks.compare", "--variants=baseline,sagan",
+         "--seeds=0", "--steps=2", "--eval_samples=20", "--log_every=1", TINY,
+         f"--keep_workdirs={keep}", f"--out={tmp_path / 'rows.jsonl'}"],
+        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "baseline seed 0: step 2/2" in result.stdout and "sagan seed 0: step 2/2" in result.stdout
     rows = [json.loads(line) for line in open(tmp_path / "rows.jsonl")]
     assert [(r["variant"], r["steps"]) for r in rows] == [("baseline", 2), ("sagan", 2)]
-    assert all(r["fid"] > 0 and 0 <= r["recall"] <= 1 for r in rows)
+    assert all(r["fid"] > 0 and 0 <= r["recall"] <= 1 and r["class_accuracy"] is not None
+               for r in rows)
+    # Model sizes: the SavedModel on disk, and G + D's weights at 4 bytes each.
+    assert all(r["export_mb"] > 0 and r["g_d_mb"] > 0 for r in rows)
     assert "| baseline (n=1) |" in result.stdout and "| sagan (n=1) |" in result.stdout
     assert sorted(os.listdir(keep)) == ["baseline_s0", "sagan_s0"]
     assert os.path.exists(keep / "sagan_s0" / "summary.json")
-    help_text = subprocess.run([sys.executable, "-m", "benchmarks.compare_mnist5k", "--help"],
+    help_text = subprocess.run([sys.executable, "-m", "benchmarks.compare", "--help"],
                                cwd=ROOT, env=ENV, capture_output=True, text=True).stdout
-    assert "(default: 2500)" in help_text and "paper_8_16:" in help_text
+    assert "--flagfile FLAGFILE" in help_text and "ada_lecam:" in help_text
+    bad = subprocess.run([sys.executable, "-m", "benchmarks.compare", "--dataset=cifar10"],
+                         cwd=ROOT, env=ENV, capture_output=True, text=True)
+    assert bad.returncode == 2 and "classifier backbone is the mnist5k digit classifier" in bad.stderr
+
+
+def _compare_in_process(tmp_path, capsys, *args):
+    from benchmarks import compare
+    from tests.stand_ins import stand_in_graph
+
+    graph = stand_in_graph(str(tmp_path / "graph.pb"))
+    out = tmp_path / "rows.jsonl"
+    compare.main(["--seeds=0", "--eval_samples=16", "--log_every=1", "--in_process",
+                  "--backbone=inception_graph", f"--inception_graph={graph}", TINY,
+                  f"--out={out}", *args])
+    return [json.loads(line) for line in open(out)], capsys.readouterr().out
+
+
+def test_the_seeds_experiment_runs_on_mocked_cifar10(tmp_path, capsys,
+                                                                 tfds_manual_files):
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=128):  # one real batch of 100
+        rows, out = _compare_in_process(tmp_path, capsys, "--flagfile=cifar10_32",
+                                        "--variants=baseline,sagan", "--steps=3")
+    assert [(r["variant"], r["steps"], r["dataset"]) for r in rows] == [
+        ("baseline", 3, "cifar10"), ("sagan", 3, "cifar10")]
+    assert all(r["fid"] is not None and r["class_accuracy"] is None for r in rows)
+    assert rows[0]["g_d_mb"] != rows[1]["g_d_mb"]  # a DCGAN and a ResNet SAGAN
+    assert "| sagan (n=1) |" in out
+
+
+def test_the_compare_protocol_runs_on_a_folder(tmp_path, capsys):
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(10):
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    rows, _ = _compare_in_process(tmp_path, capsys, "--flagfile=cifar10_32",
+                                  f"--dataset=folder:{folder}", "--variants=no_attention,ada",
+                                  "--epochs=2")
+    # Two passes over 10 images at batch 8: 20 images, 3 steps.
+    assert [(r["variant"], r["steps"]) for r in rows] == [("no_attention", 3), ("ada", 3)]
+    assert all(r["dataset"] == f"folder:{folder}" and r["fid"] is not None for r in rows)
 
 
 @pytest.mark.parametrize("flags,expected", [("fpu avx2 amx_bf16 avx512_bf16", "amx"),

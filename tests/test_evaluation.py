@@ -10,32 +10,9 @@ import tensorflow as tf
 from sagan_tf import backbones, evaluation, metrics, serving
 from sagan_tf import data
 from sagan_tf.models import DCGANGenerator
+from tests.stand_ins import B, P, W, stand_in_graph as _stand_in_graph
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-P = np.random.default_rng(0).normal(size=(3, 2048)).astype(np.float32)
-W = np.random.default_rng(1).normal(size=(2048, 1008)).astype(np.float32) * 0.01
-B = np.random.default_rng(2).normal(size=(1008,)).astype(np.float32)
-
-
-def _stand_in_graph(path, names=("ExpandDims", "pool_3", "softmax/weights", "softmax/biases")):
-    """A small GraphDef with the FID Inception graph's tensor names.
-
-    pool_3 = mean over pixels of ((x - 128) / 128) @ P + height / 299, so the test
-    can check the value range and the 299 resize the loader must apply.
-    """
-    graph = tf.Graph()
-    with graph.as_default():
-        x = tf.compat.v1.placeholder(tf.float32, [1, None, None, 3], name=names[0])
-        normalized = tf.multiply(tf.subtract(x, 128.0, name="Sub"), 1.0 / 128, name="Mul")
-        mean = tf.reduce_mean(normalized, axis=[1, 2])  # (B, 3)
-        height = tf.cast(tf.shape(x)[1], tf.float32) / 299.0
-        pool = tf.reshape(tf.matmul(mean, P) + height, [-1, 1, 1, 2048], name=names[1])
-        tf.constant(W, name=names[2])
-        tf.constant(B, name=names[3])
-        del pool
-    with open(path, "wb") as f:
-        f.write(graph.as_graph_def().SerializeToString())
-    return path
 
 
 def test_inception_graph_loading_and_preprocessing(tmp_path):
