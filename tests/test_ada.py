@@ -193,3 +193,19 @@ def test_lecam_averages_move_towards_the_global_mean_outputs():
     gan._update_lecam(tf.constant([1.0, 3.0]), tf.constant([-2.0, 0.0]), global_batch=2)
     assert float(gan.lecam_real.numpy()) == pytest.approx(2.0 * (1 - 0.9**2))
     assert float(gan.lecam_fake.numpy()) == pytest.approx(-1.0 * (1 - 0.9**2))
+
+
+@pytest.mark.parametrize("options,message", [
+    (dict(augment="ada", ada_target=1.5), r"--ada_target must be in \(0, 1\); got 1.5"),
+    (dict(augment="ada", ada_target=0.0), r"--ada_target must be in \(0, 1\); got 0.0"),
+    (dict(lecam_weight=-0.1), "--lecam_weight must be >= 0; got -0.1"),
+    (dict(augment="ada,translation"), "--augment: ada .* does not combine with the fixed "
+                                      r"policies \(translation\)"),
+    (dict(ada_kimg=0.0), "--ada_kimg must be > 0"),
+    (dict(train_subset=-1), "--train_subset must be >= 0"),
+])
+def test_bad_regularization_options_are_one_line(options, message):
+    from sagan_tf.config import ConfigError, TrainConfig
+
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig.from_flat(**options)

@@ -249,6 +249,8 @@ def _train_cli(*args, **kwargs):
      "batch size 7 must be a positive multiple of the number of replicas"),
     (["--augment=translation,flip"], "--augment: unknown augmentation 'flip'"),
     (["--crop=-5"], "--crop must be >= 1"),
+    (["--train_subset=5000"], "a subset of 5000 images is larger than mnist5k's train split "
+                              r"\(4500 images\)"),
     (["--export_name=../../x"], "--export_name: model name '../../x' must be a plain"),
     (["--export_dir={tmp}/a_file/models"], "--export_dir=.* cannot be written"),
 ])
