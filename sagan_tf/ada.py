@@ -38,6 +38,8 @@ import math
 
 import tensorflow as tf
 
+from sagan_tf import augment
+
 TRANSFORMS = ("xflip", "rotate90", "translate", "scale", "brightness", "contrast",
               "saturation", "cutout")
 TRANSLATE_RATIO = 0.125
@@ -48,10 +50,6 @@ SATURATION_STD = math.log(2.0)
 CUTOUT_RATIO = 0.5
 TARGET = 0.6  # StyleGAN2-ADA's r_t target
 INTERVAL = 4  # steps between adjustments of p
-
-
-def _seed(seed, i):
-    return tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int32), i)
 
 
 def draw(batch, size, p, seed, transforms=TRANSFORMS):
@@ -66,14 +64,14 @@ def draw(batch, size, p, seed, transforms=TRANSFORMS):
     p = tf.cast(p, tf.float32)
     params = {}
     for i, name in enumerate(TRANSFORMS):
-        drawn = tf.random.stateless_uniform([batch], _seed(seed, i)) < p
+        drawn = tf.random.stateless_uniform([batch], augment.fold(seed, i)) < p
         params[f"{name}_on"] = drawn & (name in transforms)
 
     def uniform(i, shape, **kwargs):
-        return tf.random.stateless_uniform(shape, _seed(seed, 100 + i), **kwargs)
+        return tf.random.stateless_uniform(shape, augment.fold(seed, 100 + i), **kwargs)
 
     def normal(i, shape):
-        return tf.random.stateless_normal(shape, _seed(seed, 100 + i))
+        return tf.random.stateless_normal(shape, augment.fold(seed, 100 + i))
 
     def where(name, value, identity):
         on = tf.reshape(params[f"{name}_on"], [batch] + [1] * (value.shape.rank - 1))
@@ -145,12 +143,7 @@ def apply(images, params):
     x = where("contrast", x * per_image("contrast"), x)
     mean = tf.reduce_mean(x, axis=3, keepdims=True)  # (B, S, S, 1)
     x = where("saturation", (x - mean) * per_image("saturation") + mean, x)
-    cut = int(size * CUTOUT_RATIO + 0.5)
-    start = params["cutout"] - cut // 2  # (B, 2): first row and column of the square
-    index = tf.range(size)[None, :]  # (1, S)
-    in_rows = (index >= start[:, :1]) & (index < start[:, :1] + cut)  # (B, S)
-    in_cols = (index >= start[:, 1:]) & (index < start[:, 1:] + cut)  # (B, S)
-    inside = in_rows[:, :, None, None] & in_cols[:, None, :, None]  # (B, S, S, 1)
+    inside = augment.cutout_square(params["cutout"], size, CUTOUT_RATIO)  # (B, S, S, 1)
     x = where("cutout", x * tf.cast(~inside, dtype), x)
     return x
 

@@ -50,7 +50,8 @@ def parse(text):
     return tuple(p for p in POLICIES if p in names)
 
 
-def _fold(seed, i):
+def fold(seed, i):
+    """The `i`-th stateless seed derived from `seed`."""
     return tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int32), i)
 
 
@@ -62,17 +63,17 @@ def draw(policies, batch, size, seed):
     """
     params = {}
     if "color" in policies:
-        params["brightness"] = tf.random.stateless_uniform([batch, 1, 1, 1], _fold(seed, 0)) - 0.5
-        params["saturation"] = tf.random.stateless_uniform([batch, 1, 1, 1], _fold(seed, 1)) * 2.0
-        params["contrast"] = tf.random.stateless_uniform([batch, 1, 1, 1], _fold(seed, 2)) + 0.5
+        params["brightness"] = tf.random.stateless_uniform([batch, 1, 1, 1], fold(seed, 0)) - 0.5
+        params["saturation"] = tf.random.stateless_uniform([batch, 1, 1, 1], fold(seed, 1)) * 2.0
+        params["contrast"] = tf.random.stateless_uniform([batch, 1, 1, 1], fold(seed, 2)) + 0.5
     if "translation" in policies:
         shift = int(size * TRANSLATION_RATIO + 0.5)
         params["translation"] = tf.random.stateless_uniform(
-            [batch, 2], _fold(seed, 3), minval=-shift, maxval=shift + 1, dtype=tf.int32)
+            [batch, 2], fold(seed, 3), minval=-shift, maxval=shift + 1, dtype=tf.int32)
     if "cutout" in policies:
         cut = int(size * CUTOUT_RATIO + 0.5)
         params["cutout"] = tf.random.stateless_uniform(
-            [batch, 2], _fold(seed, 4), minval=0, maxval=size + (1 - cut % 2), dtype=tf.int32)
+            [batch, 2], fold(seed, 4), minval=0, maxval=size + (1 - cut % 2), dtype=tf.int32)
     return params
 
 
@@ -99,11 +100,16 @@ def apply(images, policies, params):
         x = tf.gather(padded, rows, axis=1, batch_dims=1)  # (B, S, S+2, C)
         x = tf.gather(x, cols, axis=2, batch_dims=1)  # (B, S, S, C)
     if "cutout" in policies:
-        cut = int(size * CUTOUT_RATIO + 0.5)
-        start = params["cutout"] - cut // 2  # (B, 2): first row and column of the square
-        positions = tf.range(size)[None, :]  # (1, S)
-        in_rows = (positions >= start[:, :1]) & (positions < start[:, :1] + cut)  # (B, S)
-        in_cols = (positions >= start[:, 1:]) & (positions < start[:, 1:] + cut)  # (B, S)
-        inside = in_rows[:, :, None] & in_cols[:, None, :]  # (B, S, S)
-        x = x * tf.cast(~inside, dtype)[:, :, :, None]
+        x = x * tf.cast(~cutout_square(params["cutout"], size, CUTOUT_RATIO), dtype)
     return x
+
+
+def cutout_square(centers, size, ratio):
+    """(B, S, S, 1) bool: inside each image's square of side `ratio * size` centred at
+    `centers` (B, 2) (rows, columns; cut off at the borders)."""
+    cut = int(size * ratio + 0.5)
+    start = centers - cut // 2  # (B, 2): first row and column of the square
+    positions = tf.range(size)[None, :]  # (1, S)
+    in_rows = (positions >= start[:, :1]) & (positions < start[:, :1] + cut)  # (B, S)
+    in_cols = (positions >= start[:, 1:]) & (positions < start[:, 1:] + cut)  # (B, S)
+    return in_rows[:, :, None, None] & in_cols[:, None, :, None]  # (B, S, S, 1)
