@@ -113,10 +113,10 @@ def test_the_compare_protocol_runs_on_a_folder(tmp_path, capsys):
     for i in range(10):
         Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(folder / f"{i}.png")
     rows, _ = _compare_in_process(tmp_path, capsys, "--flagfile=cifar10_32",
-                                  f"--dataset=folder:{folder}", "--variants=no_attention,ada",
+                                  f"--dataset=folder:{folder}", "--variants=ada_lecam",
                                   "--epochs=2")
     # Two passes over 10 images at batch 8: 20 images, 3 steps.
-    assert [(r["variant"], r["steps"]) for r in rows] == [("no_attention", 3), ("ada", 3)]
+    assert [(r["variant"], r["steps"]) for r in rows] == [("ada_lecam", 3)]
     assert all(r["dataset"] == f"folder:{folder}" and r["fid"] is not None for r in rows)
 
 
