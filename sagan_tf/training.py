@@ -365,11 +365,12 @@ class Trainer:
         if evaluation is not None and evaluation.history:
             step, result = evaluation.history[-1]
             logs["evaluation"] = dict(result, step=step)
-        logs["float32_bytes"] = {net.name: 4 * sum(int(np.prod(w.shape)) for w in net.weights)
-                                 for net in (gan.generator, gan.discriminator)}
         if chief:
+            sizes = {net.name: 4 * sum(int(np.prod(w.shape)) for w in net.weights)
+                     for net in (gan.generator, gan.discriminator)}  # bytes in float32
             write_json(os.path.join(self.workdir, "summary.json"),
-                       dict(logs, step=self.step, steps_run=monitor.steps_run))
+                       dict(logs, step=self.step, steps_run=monitor.steps_run,
+                            float32_bytes=sizes))
         return logs
 
     def _evaluation_callback(self, writer):

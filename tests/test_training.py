@@ -52,6 +52,7 @@ def test_tiny_pipeline_on_mnist5k(tmp_path, replicas, mirrored):
     assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("ckpt-8")
     tags = _event_tags(str(run / "logs"))
     for tag in ("losses/d_loss", "losses/g_loss", "discriminator/d_real", "discriminator/d_fake",
+                "discriminator/r_t",
                 "gamma/G_attention8", "gamma/G_attention16", "gamma/D_attention8",
                 "learning_rate/G", "speed/images_per_second", "samples",
                 "attention/G_attention16", "attention/D_attention4", "_hparams_/session_start_info"):
