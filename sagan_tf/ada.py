@@ -52,6 +52,17 @@ TARGET = 0.6  # StyleGAN2-ADA's r_t target
 INTERVAL = 4  # steps between adjustments of p
 
 
+def parse_transforms(text):
+    """`"xflip,translate"` -> `("xflip", "translate")` in pipeline order; raises
+    ValueError naming an unknown one, or for none."""
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [n for n in names if n not in TRANSFORMS]
+    if unknown or not names:
+        problem = f"unknown transformation {unknown[0]!r}" if unknown else "none given"
+        raise ValueError(f"{problem}; use a comma-separated subset of {','.join(TRANSFORMS)}")
+    return tuple(t for t in TRANSFORMS if t in names)
+
+
 def draw(batch, size, p, seed, transforms=TRANSFORMS):
     """Parameters of the pipeline for `batch` images of `size` x `size`, each
     transformation of `transforms` drawn with probability `p` (a float scalar;

@@ -21,7 +21,7 @@ import os
 import typing
 from typing import Optional, Tuple
 
-from sagan_tf import augment, losses
+from sagan_tf import ada, augment, losses
 from sagan_tf.gan import FAKE_LABELS
 from sagan_tf.models import presets
 
@@ -211,6 +211,9 @@ class TrainingConfig(_Section):
     ada_kimg: float = option(100.0, "ADA: thousands of real images over which p can move from 0 "
                              "to 1 at the fastest (StyleGAN2-ADA's long runs: 500).")
     ada_interval: int = option(4, "ADA: steps between adjustments of p.")
+    ada_transforms: str = option(",".join(ada.TRANSFORMS), "ADA: the transformations drawn, "
+                                 "comma-separated (leave out those that change what an image "
+                                 "shows, e.g. xflip,rotate90 for digits).")
     lecam_weight: float = option(0.0, "LeCam regularization weight of D (0: off; StudioGAN: "
                                  "0.3).")
     lecam_decay: float = option(0.99, "Decay of LeCam's moving averages of D's outputs.")
@@ -236,6 +239,10 @@ class TrainingConfig(_Section):
         if not self.ada_kimg > 0:
             _bad(f"--ada_kimg must be > 0; got {self.ada_kimg}")
         _at_least(self, ("ada_interval",), 1)
+        try:
+            ada.parse_transforms(self.ada_transforms)
+        except ValueError as e:
+            _bad(f"--ada_transforms: {e}")
         _at_least(self, ("lecam_weight",), 0)
         _in_unit_interval(self, ("lecam_decay",))
 

@@ -43,6 +43,8 @@ class SAGAN(keras.Model):
         ada_kimg: ADA: thousands of real images over which p can move from 0 to
             1 at most (StyleGAN2-ADA: 500).
         ada_interval: ADA: steps between adjustments of p.
+        ada_transforms: ADA: the transformations drawn (a subset of
+            `sagan_tf.ada.TRANSFORMS`; a comma-separated string or a sequence).
         lecam_weight: weight of the LeCam regularizer of D (0: off).
         lecam_decay: decay of LeCam's moving averages of D's outputs.
         fake_labels: conditional models: `"real"` generates each update's fake
@@ -58,7 +60,7 @@ class SAGAN(keras.Model):
     def __init__(self, generator, discriminator, loss="hinge", d_steps=1, gp_weight=10.0,
                  ema_decay=0.0, ema_start=0, seed=0, augment=(), fake_labels="real",
                  ada_target=ada.TARGET, ada_kimg=100.0, ada_interval=ada.INTERVAL,
-                 lecam_weight=0.0, lecam_decay=0.99, **kwargs):
+                 ada_transforms=ada.TRANSFORMS, lecam_weight=0.0, lecam_decay=0.99, **kwargs):
         super().__init__(**kwargs)
         if int(d_steps) < 1:
             raise ValueError(f"SAGAN: argument `d_steps` must be >= 1; received {d_steps}.")
@@ -90,6 +92,8 @@ class SAGAN(keras.Model):
         self.ada_target = float(ada_target)
         self.ada_kimg = float(ada_kimg)
         self.ada_interval = int(ada_interval)
+        self.ada_transforms = ada.parse_transforms(
+            ada_transforms if isinstance(ada_transforms, str) else ",".join(ada_transforms))
         self.lecam_weight = float(lecam_weight)
         self.lecam_decay = float(lecam_decay)
         # Training state beside the weights, checkpointed (`regularizer_state`). Replicas
@@ -200,7 +204,8 @@ class SAGAN(keras.Model):
             return images
         seed = tf.random.experimental.stateless_fold_in(self._seed(stream), 1000 + which)
         if self.adaptive:
-            params = ada.draw(global_batch, images.shape[1], self.ada_p.value, seed)
+            params = ada.draw(global_batch, images.shape[1], self.ada_p.value, seed,
+                              self.ada_transforms)
         else:
             params = aug.draw(self.augment, global_batch, images.shape[1], seed)
         params = {k: self._replica_rows(v) for k, v in params.items()}

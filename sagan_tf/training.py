@@ -104,6 +104,7 @@ def build_gan(config, num_classes):
                 gp_weight=t.gp_weight, ema_decay=t.ema_decay, ema_start=t.ema_start,
                 seed=t.seed, augment=t.augment, fake_labels=t.fake_labels,
                 ada_target=t.ada_target, ada_kimg=t.ada_kimg, ada_interval=t.ada_interval,
+                ada_transforms=t.ada_transforms,
                 lecam_weight=t.lecam_weight, lecam_decay=t.lecam_decay)
     gan.compile(g_optimizer=_optimizer(t.lr_g, t), d_optimizer=_optimizer(t.lr_d, t),
                 jit_compile=config.run.jit_compile)

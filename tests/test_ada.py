@@ -203,9 +203,21 @@ def test_lecam_averages_move_towards_the_global_mean_outputs():
                                       r"policies \(translation\)"),
     (dict(ada_kimg=0.0), "--ada_kimg must be > 0"),
     (dict(train_subset=-1), "--train_subset must be >= 0"),
+    (dict(ada_transforms="xflip,shear"), "--ada_transforms: unknown transformation 'shear'; "
+                                         "use a comma-separated subset of xflip,rotate90"),
+    (dict(ada_transforms=""), "--ada_transforms: none given"),
 ])
 def test_bad_regularization_options_are_one_line(options, message):
     from sagan_tf.config import ConfigError, TrainConfig
 
     with pytest.raises(ConfigError, match=message):
         TrainConfig.from_flat(**options)
+
+
+def test_a_subset_of_transformations_draws_only_those():
+    assert ada.parse_transforms("cutout, xflip") == ("xflip", "cutout")
+    params = ada.draw(512, SIZE, 1.0, [1, 1], transforms=ada.parse_transforms("translate,scale"))
+    drawn = {name for name in ada.TRANSFORMS if np.any(params[f"{name}_on"])}
+    assert drawn == {"translate", "scale"}
+    gan = _tiny_gan(augment="ada", ada_transforms="translate,scale")
+    assert gan.ada_transforms == ("translate", "scale")
