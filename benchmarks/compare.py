@@ -53,6 +53,9 @@ VARIANTS = {
     "diffaugment": ("DiffAugment at fixed strength: color, translation, cutout",
                     lambda c: ["--augment=color,translation,cutout"]),
     "ada": ("adaptive augmentation, target r_t 0.6", lambda c: ["--augment=ada"]),
+    "ada_no_flip_rotate": ("ADA without x-flips and quarter turns (they change what a digit "
+                           "shows)", lambda c: ["--augment=ada", "--ada_transforms=translate,"
+                                                "scale,brightness,contrast,saturation,cutout"]),
     "lecam": ("LeCam regularization, weight 0.3", lambda c: ["--lecam_weight=0.3"]),
     "ada_lecam": ("ADA and LeCam", lambda c: ["--augment=ada", "--lecam_weight=0.3"]),
 }
