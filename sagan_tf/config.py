@@ -206,11 +206,11 @@ class TrainingConfig(_Section):
                           f"policies, a comma-separated subset of {','.join(augment.POLICIES)}; "
                           "or ada, adaptive augmentation whose strength p follows "
                           "--ada_target; empty: none.")
-    ada_target: float = option(0.6, "ADA: target of r_t = E[sign(D(real))], in (0, 1); p rises "
+    ada_target: float = option(ada.TARGET, "ADA: target of r_t = E[sign(D(real))], in (0, 1); p rises "
                                "while r_t is above it (D too sure of the real images).")
     ada_kimg: float = option(100.0, "ADA: thousands of real images over which p can move from 0 "
                              "to 1 at the fastest (StyleGAN2-ADA's long runs: 500).")
-    ada_interval: int = option(4, "ADA: steps between adjustments of p.")
+    ada_interval: int = option(ada.INTERVAL, "ADA: steps between adjustments of p.")
     ada_transforms: str = option(",".join(ada.TRANSFORMS), "ADA: the transformations drawn, "
                                  "comma-separated (leave out those that change what an image "
                                  "shows, e.g. xflip,rotate90 for digits).")

@@ -203,14 +203,13 @@ class SAGAN(keras.Model):
         if not self.augment:
             return images
         seed = tf.random.experimental.stateless_fold_in(self._seed(stream), 1000 + which)
+        def rows(params):
+            return {k: self._replica_rows(v) for k, v in params.items()}
+
         if self.adaptive:
-            params = ada.draw(global_batch, images.shape[1], self.ada_p.value, seed,
-                              self.ada_transforms)
-        else:
-            params = aug.draw(self.augment, global_batch, images.shape[1], seed)
-        params = {k: self._replica_rows(v) for k, v in params.items()}
-        if self.adaptive:
-            return ada.apply(images, params)
+            return ada.apply(images, rows(ada.draw(global_batch, images.shape[1],
+                                                   self.ada_p.value, seed, self.ada_transforms)))
+        params = rows(aug.draw(self.augment, global_batch, images.shape[1], seed))
         return aug.apply(images, self.augment, params)
 
     def _global_sum(self, values):
