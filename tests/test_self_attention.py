@@ -171,6 +171,48 @@ def test_mixed_bfloat16_softmax_in_float32():
     np.testing.assert_allclose(np.asarray(attention).sum(-1), 1.0, atol=1e-5)
 
 
+def test_mixed_bfloat16_map_is_float32_only_inside_the_softmax():
+    """Under mixed_bfloat16 the training graph (forward and hand-written backward) holds
+    the (B, N, N) map in float32 only as the softmax's input and output; the stored
+    probabilities and every pass of the backward over the map are bfloat16."""
+    layer = SelfAttention2D("paper", use_spectral_norm=False, dtype="mixed_bfloat16")
+    x = tf.constant(_x())  # N = 64 positions
+    layer(x)
+
+    @tf.function
+    def grad_fn(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(tf.cast(layer(x, training=True), tf.float32))
+        return tape.gradient(loss, [x] + layer.trainable_weights)
+
+    graph = grad_fn.get_concrete_function(x).graph
+    maps = [(op.type, o.dtype) for g in [graph] + [f.graph for f in graph._functions.values()
+                                                   if hasattr(f, "graph")]
+            for op in g.get_operations() for o in op.outputs
+            if o.shape.rank == 3 and tuple(o.shape[1:]) == (64, 64)]
+    float32_ops = sorted(t for t, dtype in maps if dtype == tf.float32)
+    assert float32_ops == ["Cast", "Softmax"], float32_ops
+    assert sum(dtype == tf.bfloat16 for _, dtype in maps) >= 4  # energies, A, dA - row, dE
+
+
+def test_mixed_bfloat16_softmax_sums_in_float32():
+    """4,096 equal energies: every probability is 1/4096 and o is the mean of v. Summed in
+    bfloat16 (8-bit mantissa) the total would stall at 256."""
+    from sagan_tf.layers import attention_ops
+
+    rng = np.random.default_rng(0)
+    q = tf.zeros([1, 4, 8], tf.bfloat16)
+    k = tf.constant(rng.normal(size=(1, 4096, 8)), tf.bfloat16)
+    v = tf.constant(rng.uniform(1, 2, size=(1, 4096, 2)), tf.bfloat16)
+    a = attention_ops.probabilities(q, k)
+    assert a.dtype == tf.bfloat16
+    np.testing.assert_array_equal(np.asarray(a, np.float32), 1 / 4096)
+    np.testing.assert_allclose(np.asarray(attention_ops.dense_output(q, k, v), np.float32),
+                               np.broadcast_to(np.asarray(v, np.float32).mean(1), (1, 4, 2)),
+                               rtol=2**-7)
+
+
 @pytest.mark.parametrize(
     "kwargs,shape,match",
     [
@@ -187,6 +229,20 @@ def test_bad_input(kwargs, shape, match):
 def test_unknown_variant():
     with pytest.raises(ValueError, match="variant.*paper"):
         SelfAttention2D("transformer")
+
+
+class _Reference(keras.layers.Layer):
+    """Calls `_autodiff_reference` from inside a layer, as a model calls its layers: Keras
+    autocasts variable reads of a top-level call under a mixed policy even for
+    `autocast=False` layers, which would round spectral norm's float32 kernel to
+    bfloat16; nested, they are read in float32, as in the block and in training."""
+
+    def __init__(self, block, **kwargs):
+        super().__init__(dtype=block.dtype_policy, **kwargs)
+        self.block = block
+
+    def call(self, x, training=None):
+        return _autodiff_reference(self.block, x, training)
 
 
 def _autodiff_reference(layer, x, training):
@@ -214,6 +270,9 @@ def test_hand_written_attention_gradient_equals_autodiff(variant, spectral_norm,
     and gradients of the autodiff path (inference and training mode, with and without
     spectral norm), in float32 and under mixed_bfloat16."""
     policy, tol_y, tol_g = precision
+    # Seeded: in bfloat16 the two paths round differently, by up to a few 2^-8 of the
+    # gradients' scale depending on the weights drawn (both are that far from float32).
+    keras.utils.set_random_seed(0)
     x = tf.constant(_x(seed=3))
     layer = SelfAttention2D(variant, use_spectral_norm=spectral_norm, use_bias=True,
                             dtype=policy)
@@ -226,7 +285,7 @@ def test_hand_written_attention_gradient_equals_autodiff(variant, spectral_norm,
             u_fused = [np.asarray(w) for w in layer.non_trainable_weights]
             for w, value in zip(layer.non_trainable_weights, u_before):
                 w.assign(value)  # the reference starts from the same u
-            reference = _autodiff_reference(layer, x, training)
+            reference = _Reference(layer)(x, training=training)
             loss_fused = tf.reduce_sum(tf.sin(fused))
             loss_ref = tf.reduce_sum(tf.sin(reference))
         assert fused.dtype == layer.compute_dtype

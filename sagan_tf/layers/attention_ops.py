@@ -1,14 +1,21 @@
 """Softmax attention over positions: dense ops and a memory-bounded tiled op.
 
-All compute `o = softmax(q k^T) v` with the softmax over keys taken in float32.
-`dense_attention` also returns the map (autodiff gradient); `dense_output`
-returns `o` only, with a hand-written gradient that passes over the (B, N, M)
-map fewer times: the softmax term `sum_j dA_ij A_ij` equals `dO_i . O_i` (as in
-FlashAttention's backward), a (B, N, c) product instead of a (B, N, M) one, and
-no gradient is formed for the map itself beyond `dE`. The tiled op walks over
-blocks of queries one at a time (forward and backward, the backward
-recomputing each block's attention), so peak memory is `B * tile * M` instead
-of `B * N * M`.
+All compute `o = softmax(q k^T) v`, the softmax over keys. In float32 everything
+is float32. Under mixed precision (bfloat16 or float16 q, k, v) the softmax's
+max and sum are taken in float32 and the probabilities are stored in the
+compute dtype: the `A v` product and the whole backward read and write the
+(B, N, M) map at half the bytes, and the matrix products run in the compute
+dtype (oneDNN accumulates them in float32).
+
+`dense_attention` also returns the map, in float32 (autodiff gradient; used
+to draw attention maps). `dense_output` returns `o` only, with a hand-written
+gradient that passes over the map fewer times: the softmax term
+`sum_j dA_ij A_ij` equals `dO_i . O_i` (as in FlashAttention's backward), a
+(B, N, c) product instead of a (B, N, M) one, and the row term rides along the
+`dO V^T` product as one more channel. The tiled op walks over blocks of
+queries one at a time (forward and backward, the backward recomputing each
+block's probabilities), so peak memory is `B * tile * M` instead of
+`B * N * M`.
 """
 
 import tensorflow as tf
@@ -21,41 +28,67 @@ def attention_map(q, k):
     )
 
 
+def probabilities(q, k):
+    """`attention_map(q, k)` stored in q's dtype: (B, N, M)."""
+    return tf.cast(attention_map(q, k), q.dtype)
+
+
 def dense_attention(q, k, v):
-    """q (B, N, d), k (B, M, d), v (B, M, c) -> (o (B, N, c), attention (B, N, M))."""
+    """q (B, N, d), k (B, M, d), v (B, M, c) -> (o (B, N, c), attention (B, N, M) float32)."""
     attention = attention_map(q, k)  # (B, N, M) float32
     o = tf.matmul(tf.cast(attention, v.dtype), v)  # (B, N, c)
     return o, attention
 
 
+def _row_parts(dtype):
+    """Channels the row term takes: one in float32; two in a 16-bit dtype, the row split
+    into its rounding and the rounding's remainder, so that `dA - row` is formed from a
+    row good to about 2^-16 before the product rounds the difference (a row rounded to
+    8 bits would dominate `dA - row` where the two nearly cancel)."""
+    return 1 if dtype == tf.float32 else 2
+
+
 def _with_ones(v):
-    return tf.concat([v, tf.ones_like(v[..., :1])], axis=-1)  # (B, M, c+1)
+    ones = tf.ones_like(v[..., :1])
+    return tf.concat([v] + [ones] * _row_parts(v.dtype), axis=-1)  # (B, M, c+1) or (B, M, c+2)
 
 
-def _minus_row(do, v_one, row):
-    """`dO V^T - row` (B, N, M) as one product, `v_one = _with_ones(V)`: the row term
-    rides along as one more channel, `[dO, -row] . [V, 1]^T`, saving an elementwise
-    pass over the map."""
-    do_row = tf.concat([do, tf.cast(-row, do.dtype)], axis=-1)  # (B, N, c+1)
-    return tf.matmul(do_row, v_one, transpose_b=True)  # (B, N, M)
+def _backward(q, k, v_one, a, o, do):
+    """dq, dk, dv of `o = a v`, `a = softmax(q k^T)`, all in the compute dtype but `row`.
+
+    `v_one = _with_ones(v)`. `dA - row` is one product, `[dO, -row] . [V, 1]^T`, so the
+    map gets one elementwise pass, `a * (dA - row)`; the products accumulate in float32.
+    """
+    dv = tf.matmul(a, do, transpose_a=True)  # (B, M, c)
+    # sum_j dA_ij A_ij = dO_i . O_i: a (B, N, c) product, not (B, N, M); float32.
+    row = tf.reduce_sum(tf.cast(do, tf.float32) * tf.cast(o, tf.float32), axis=-1,
+                        keepdims=True)  # (B, N, 1)
+    if _row_parts(do.dtype) == 1:
+        parts = [-row]
+    else:
+        high = tf.cast(row, do.dtype)
+        parts = [-high, tf.cast(tf.cast(high, tf.float32) - row, do.dtype)]
+    do_row = tf.concat([do] + parts, axis=-1)  # (B, N, c+1) or (B, N, c+2)
+    d_energy = a * tf.matmul(do_row, v_one, transpose_b=True)  # (B, N, M)
+    if a.dtype != tf.float32:
+        # Each row of the exact dE sums to 0, so dq is the same for keys shifted by any
+        # constant; rounded probabilities leave dE's rows a small sum, which centred keys
+        # keep from reaching dq (max-pooled keys have a large mean).
+        k = k - tf.reduce_mean(k, axis=1, keepdims=True)  # (B, M, d)
+    dq = tf.matmul(d_energy, k)  # (B, N, d)
+    dk = tf.matmul(d_energy, q, transpose_a=True)  # (B, M, d)
+    return dq, dk, dv
 
 
 @tf.custom_gradient
 def dense_output(q, k, v):
     """Same output as `dense_attention(q, k, v)[0]`; its gradient makes 1 elementwise
     pass over the (B, N, M) map where autodiff makes 4."""
-    o, attention = dense_attention(q, k, v)  # (B, N, c), (B, N, M) float32
+    a = probabilities(q, k)  # (B, N, M) in the compute dtype
+    o = tf.matmul(a, v)  # (B, N, c)
 
     def grad(do):
-        a = tf.cast(attention, v.dtype)
-        dv = tf.matmul(a, do, transpose_a=True)  # (B, M, c)
-        row = tf.reduce_sum(tf.cast(do, tf.float32) * tf.cast(o, tf.float32), axis=-1,
-                            keepdims=True)  # (B, N, 1): sum_j dA_ij A_ij
-        d_att = tf.cast(_minus_row(do, _with_ones(v), row), tf.float32)  # (B, N, M): dA_ij - row_i
-        d_energy = tf.cast(attention * d_att, q.dtype)  # (B, N, M)
-        dq = tf.matmul(d_energy, k)  # (B, N, d)
-        dk = tf.matmul(d_energy, q, transpose_a=True)  # (B, M, d)
-        return dq, dk, dv
+        return _backward(q, k, _with_ones(v), a, o, do)
 
     return o, grad
 
@@ -78,12 +111,8 @@ def tiled_attention(q, k, v, tile_size):
 
 @tf.custom_gradient
 def _tiled_attention_core(q_tiles, k, v):
-    def forward(q_tile):
-        attention = attention_map(q_tile, k)
-        return tf.matmul(tf.cast(attention, v.dtype), v)  # (B, tile, c)
-
     o_tiles = tf.map_fn(
-        forward,
+        lambda q_tile: tf.matmul(probabilities(q_tile, k), v),  # (B, tile, c)
         q_tiles,
         fn_output_signature=tf.TensorSpec([None, None, v.shape[-1]], v.dtype),
         parallel_iterations=1,
@@ -91,38 +120,27 @@ def _tiled_attention_core(q_tiles, k, v):
 
     def grad(do_tiles):
         num_tiles = tf.shape(q_tiles)[0]
-        v32 = tf.cast(v, tf.float32)
-        v32_one = _with_ones(v32)  # built once, not per tile
-        k32 = tf.cast(k, tf.float32)
+        v_one = _with_ones(v)  # built once, not per tile
 
         def body(i, dq_acc, dk, dv):
-            q_tile = tf.cast(q_tiles[i], tf.float32)
-            attention = attention_map(q_tiles[i], k)  # (B, tile, M)
-            do = tf.cast(do_tiles[i], tf.float32)  # (B, tile, c)
-            dv += tf.matmul(attention, do, transpose_a=True)  # (B, M, c)
-            # sum_j dA_ij A_ij = dO_i . O_i: a (B, tile, c) product, not (B, tile, M).
-            row = tf.reduce_sum(do * tf.cast(o_tiles[i], tf.float32), axis=-1, keepdims=True)
-            d_energy = attention * _minus_row(do, v32_one, row)  # (B, tile, M)
-            dq_acc = dq_acc.write(i, tf.matmul(d_energy, k32))  # (B, tile, d)
-            dk += tf.matmul(d_energy, q_tile, transpose_a=True)  # (B, M, d)
-            return i + 1, dq_acc, dk, dv
+            q_tile = q_tiles[i]
+            a = probabilities(q_tile, k)  # (B, tile, M), recomputed
+            dq, dk_tile, dv_tile = _backward(q_tile, k, v_one, a, o_tiles[i], do_tiles[i])
+            # dk and dv summed over tiles in float32.
+            return (i + 1, dq_acc.write(i, dq), dk + tf.cast(dk_tile, tf.float32),
+                    dv + tf.cast(dv_tile, tf.float32))
 
         _, dq_acc, dk, dv = tf.while_loop(
             lambda i, *_: i < num_tiles,
             body,
             (
                 tf.constant(0),
-                tf.TensorArray(tf.float32, size=num_tiles),
-                tf.zeros_like(k32),
-                tf.zeros_like(v32),
+                tf.TensorArray(q_tiles.dtype, size=num_tiles),
+                tf.zeros(tf.shape(k), tf.float32),
+                tf.zeros(tf.shape(v), tf.float32),
             ),
             parallel_iterations=1,
         )
-        dq = dq_acc.stack()
-        return (
-            tf.cast(dq, q_tiles.dtype),
-            tf.cast(dk, k.dtype),
-            tf.cast(dv, v.dtype),
-        )
+        return dq_acc.stack(), tf.cast(dk, k.dtype), tf.cast(dv, v.dtype)
 
     return o_tiles, grad
