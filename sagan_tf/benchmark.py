@@ -5,6 +5,9 @@ Modes:
   generate  generator inference (Keras model, inference mode);
   data      input-pipeline images/s (celeb_a-shaped JPEG folder at 64 px, mnist5k);
   serve     exported SavedModel (`serving_default`) against the Keras generator, batch 1/16/64;
+  profile   TF profiler trace of --steps training steps: milliseconds per step by op group
+            (convolution, matmul, attention_matmul, softmax, batch_norm, spectral_norm,
+            optimizer, cast, layout, elementwise) and the slowest ops;
   attention one SelfAttention2D (paper variant) forward + backward on an --imsize map at
             --batch, e.g. 128 px (N = 16,384 positions) on the tiled path: img/s, peak RSS.
 
@@ -20,8 +23,10 @@ def define_flags(flag_values):
     from sagan_tf import config
 
     define = cli.flag_definer(flag_values)
-    define("enum", "mode", None, ["train", "generate", "data", "serve", "attention"],
+    define("enum", "mode", None, ["train", "generate", "data", "serve", "attention", "profile"],
            "One mode (default: standard set).")
+    define("string", "profile_dir", None, "--mode=profile: keep the trace here (TensorBoard's "
+           "Profile tab); default: a temporary directory.")
     define("integer", "channels", 64, "--mode=attention: channels of the feature map.")
     define("integer", "query_tile_size", 1024, "--mode=attention: queries per block of the "
            "tiled path.")
@@ -48,8 +53,8 @@ def define_flags(flag_values):
 def main(argv):
     from absl import flags
 
-    from sagan_tf.benchmarking import (bench_attention, bench_data, bench_generate, bench_serve,
-                                       bench_train, preset_for)
+    from sagan_tf.benchmarking import (bench_attention, bench_data, bench_generate,
+                                       bench_profile, bench_serve, bench_train, preset_for)
 
     FLAGS = flags.FLAGS
     cli.check_no_arguments(argv)
@@ -71,6 +76,9 @@ def main(argv):
             bench_train(preset, FLAGS.batch, FLAGS.steps, FLAGS.xla, FLAGS.precision,
                         FLAGS.attention_share, FLAGS.flops, FLAGS.attention_variant,
                         FLAGS.steps_per_execution, FLAGS.ema_decay)
+        elif mode == "profile":
+            bench_profile(preset, FLAGS.batch, FLAGS.steps, FLAGS.xla, FLAGS.precision,
+                          FLAGS.attention_variant, FLAGS.profile_dir)
         elif mode == "generate":
             bench_generate(preset, FLAGS.batch, FLAGS.steps, FLAGS.xla, FLAGS.precision)
         elif mode == "data":

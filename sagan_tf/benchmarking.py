@@ -125,6 +125,138 @@ def _images_per_second(gans, batch, steps, steps_per_execution=1):
     return [k * batch / float(np.median(times)) for _, _, times in runs]
 
 
+# Op types that run other ops (their time is their body's, counted there).
+_CONTAINERS = {"While", "StatelessWhile", "If", "StatelessIf", "PartitionedCall",
+               "StatefulPartitionedCall", "_XlaRun", "XlaLaunch"}
+_LAYOUT = {"Transpose", "ConcatV2", "Pad", "Slice", "StridedSlice", "StridedSliceGrad", "Reshape",
+           "Tile", "Pack", "Unpack", "Identity", "MklToTf", "ToTf", "Reorder",
+           "TensorListStack", "TensorListFromTensor", "TensorListGetItem", "TensorListSetItem"}
+OP_GROUPS = ("convolution", "matmul", "attention_matmul", "softmax", "batch_norm",
+             "spectral_norm", "optimizer", "cast", "layout", "elementwise")
+
+
+def op_group(event):
+    """The group of a profiler event named `"scope/op_name:OpType"`, or None for events
+    that are not one op's kernel (executor, function and control-flow events).
+
+    Groups: convolution (forward and both gradients), matmul (dense and 1x1 layers),
+    attention_matmul (batched products: only the attention blocks make them), softmax,
+    batch_norm (ops under a `bn`/`batch_norm` scope), spectral_norm (the power iteration
+    and `W / sigma`, under `SpectralNormalization`'s `spectral_norm` scope, and their
+    gradients; not the layer's own product), optimizer (under
+    an `adam`/`optimizer` scope), cast, layout (transposes, concatenation, oneDNN
+    reorders), elementwise (the rest: activations, additions, reductions).
+    """
+    if ":" not in event or "::" in event or " " in event:
+        return None
+    name, op_type = event.rsplit(":", 1)
+    for prefix in ("_MklNative", "_MklFused", "_Mkl", "_Fused"):
+        if op_type.startswith(prefix):
+            op_type = op_type[len(prefix):]
+            break
+    if not op_type or op_type in _CONTAINERS:
+        return None
+    scopes = [part.lower() for part in name.split("/")[:-1]]
+    if op_type.startswith(("Conv", "DepthwiseConv")):
+        return "convolution"
+    if op_type == "Softmax":
+        return "softmax"
+    if op_type.startswith(("BatchMatMul", "Einsum")):
+        return "attention_matmul"
+    if any(s.startswith(("adam", "optimizer", "sgd")) for s in scopes):
+        return "optimizer"
+    if op_type.startswith("FusedBatchNorm") or any(
+            s.startswith(("bn", "batch_norm", "batch_normalization", "cbn")) for s in scopes):
+        return "batch_norm"
+    if "spectral_norm" in scopes:
+        return "spectral_norm"
+    if op_type.startswith("MatMul"):
+        return "matmul"
+    if op_type == "Cast":
+        return "cast"
+    if op_type in _LAYOUT or op_type.endswith("Reorder"):
+        return "layout"
+    return "elementwise"
+
+
+def op_times(logdir):
+    """{event name: total seconds} of the op events in the newest profiler trace under
+    `logdir` (the host CPU plane of its `.xplane.pb`)."""
+    import glob
+
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    paths = sorted(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True),
+                   key=os.path.getmtime)
+    if not paths:
+        raise ValueError(f"no profiler trace (*.xplane.pb) under {logdir}")
+    space = xplane_pb2.XSpace()
+    with open(paths[-1], "rb") as f:
+        space.ParseFromString(f.read())
+    times = {}
+    for plane in space.planes:
+        if not plane.name.startswith("/host:CPU"):
+            continue
+        for line in plane.lines:
+            for event in line.events:
+                name = plane.event_metadata[event.metadata_id].name
+                times[name] = times.get(name, 0.0) + event.duration_ps * 1e-12
+    return times
+
+
+def profile_groups(times, steps, top=8):
+    """Milliseconds per step by op group, their shares, and the `top` slowest ops."""
+    groups = dict.fromkeys(OP_GROUPS, 0.0)
+    ops = {}
+    for event, seconds in times.items():
+        group = op_group(event)
+        if group is not None:
+            groups[group] += seconds
+            ops[event] = seconds
+    total = sum(groups.values())
+    slowest = sorted(ops.items(), key=lambda item: -item[1])[:top]
+    return dict(
+        op_ms_per_step=round(1e3 * total / steps, 1),
+        group_ms_per_step={g: round(1e3 * t / steps, 1) for g, t in groups.items()},
+        group_share={g: round(t / total, 3) if total else 0.0 for g, t in groups.items()},
+        top_ops=[[event, round(1e3 * t / steps, 1)] for event, t in slowest],
+    )
+
+
+def bench_profile(preset, batch, steps, xla, precision, variant=None, logdir=None):
+    """Traces `steps` training steps with TF's profiler (after warm-up) and prints where
+    the time goes, by op group. The trace stays in `logdir` when given (TensorBoard's
+    Profile tab reads it)."""
+    from sagan_tf import loop
+
+    gan = _build_gan(preset, precision, xla, variant=variant)
+    size = gan.generator.image_size
+    images = tf.random.uniform([batch, size, size, gan.discriminator.input_channels], -1, 1)
+    ds = tf.data.Dataset.from_tensors((images, tf.zeros([batch], tf.int32))).repeat()
+    step = loop.make_step_function(gan, tf.distribute.get_strategy(), 1)
+    it = iter(ds)
+
+    def call():
+        tf.nest.map_structure(lambda t: t.numpy(), step(it))
+
+    for _ in range(3):
+        call()
+    with tempfile.TemporaryDirectory() as tmp:
+        trace_dir = logdir or tmp
+        tf.profiler.experimental.start(trace_dir)
+        start = time.perf_counter()
+        try:
+            for _ in range(steps):
+                call()
+        finally:
+            seconds = time.perf_counter() - start
+            tf.profiler.experimental.stop()
+        fields = profile_groups(op_times(trace_dir), steps)
+    _emit(mode="profile", preset=preset, batch=batch, xla=xla, precision=precision,
+          cpu_bf16=cpu_bf16_support(), wall_ms_per_step=round(1e3 * seconds / steps, 1),
+          **fields)
+
+
 def bench_train(preset, batch, steps, xla, precision, attention_share=False, count_flops=True,
                 variant=None, steps_per_execution=1, ema_decay=0.0):
     gans = [_build_gan(preset, precision, xla, variant=variant, ema_decay=ema_decay)]

@@ -130,3 +130,44 @@ def test_the_cpus_native_bfloat16_is_named(tmp_path, flags, expected):
     cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
     assert cpu_bf16_support(str(cpuinfo)) == expected
     assert cpu_bf16_support(str(tmp_path / "missing")) == "none"
+
+
+@pytest.mark.parametrize("event,group", [
+    ("gradient_tape/d/sn_conv3_1/convolution/Conv2DBackpropFilter:_MklNativeConv2DBackpropFilter",
+     "convolution"),
+    ("g/sn_conv1_1/conv_transpose:Conv2DBackpropInput", "convolution"),
+    ("g/attention32_1/MatMul_1:_MklBatchMatMulV2", "attention_matmul"),
+    ("MatMul_16:BatchMatMulV2", "attention_matmul"),  # the hand-written gradient's products
+    ("g/attention32_1/Softmax:_MklSoftmax", "softmax"),
+    ("g/attention32_1/sn_query_1/MatMul_3:MatMul", "matmul"),  # the 1x1 layer's own product
+    ("g/sn_conv1_1/spectral_norm/MatMul_1:MatMul", "spectral_norm"),  # power iteration
+    ("gradient_tape/g/sn_conv1_1/spectral_norm/truediv/RealDiv:RealDiv", "spectral_norm"),
+    ("g/sn_conv1_1/spectral_norm/transpose:Transpose", "spectral_norm"),
+    ("g/sn_conv1_1/BiasAdd:BiasAdd", "elementwise"),
+    ("g/bn2_1/batch_norm_1/batchnorm/mul_1:Mul", "batch_norm"),
+    ("adam_1/Sqrt_27:Sqrt", "optimizer"),
+    ("g/attention32_1/Cast:Cast", "cast"),
+    ("concat_9:ConcatV2", "layout"),
+    ("g/Relu_1:_MklRelu", "elementwise"),
+    ("ExecutorState::Process", None),
+    ("EagerLocalExecute: __inference_step_7654", None),
+    ("while:While", None),
+    ("ParallelFor", None),
+])
+def test_profile_groups_ops_by_what_they_do(event, group):
+    from sagan_tf.benchmarking import op_group
+
+    assert op_group(event) == group
+
+
+def test_profile_prints_time_by_op_group(tmp_path):
+    (line,) = _lines("-m", "sagan_tf.benchmark", "--mode=profile", "--preset=dcgan_32",
+                     "--batch=4", "--steps=1", f"--profile_dir={tmp_path}")
+    shares = line["group_share"]
+    assert sum(shares.values()) == pytest.approx(1.0, abs=0.01)
+    ms = line["group_ms_per_step"]
+    assert sum(ms.values()) == pytest.approx(line["op_ms_per_step"], abs=0.5)
+    for group in ("convolution", "attention_matmul", "softmax", "spectral_norm", "optimizer"):
+        assert ms[group] > 0, group
+    assert all(":" in event for event, _ in line["top_ops"])
+    assert list(tmp_path.rglob("*.xplane.pb"))  # kept for TensorBoard

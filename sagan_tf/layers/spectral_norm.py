@@ -156,7 +156,9 @@ class SpectralNormalization(keras.layers.Wrapper):
         return kernel / sigma
 
     def call(self, inputs, training=None):
-        kernel = ops.cast(self.normalized_kernel(bool(training)), self.compute_dtype)
+        # Its own name scope, so that profiles tell sigma's ops from the layer's product.
+        with keras.name_scope("spectral_norm"):
+            kernel = ops.cast(self.normalized_kernel(bool(training)), self.compute_dtype)
         layer = self.layer
         if isinstance(layer, keras.layers.Embedding):
             return ops.take(kernel, ops.cast(inputs, "int32"), axis=0)
