@@ -49,6 +49,40 @@ def test_sigma_converges_to_top_singular_value(name, make, shape):
         assert layer.u.shape == (5,)
 
 
+def test_transposed_conv_kernel_is_never_copied_transposed():
+    """sigma of a Conv2DTranspose kernel (kh, kw, out, in) by output channels is taken on
+    its (kh*kw, out, in) view: the training step's graph (power iteration, W / sigma and
+    their gradients) holds no Transpose of the kernel, and sigma and the gradient equal
+    those of the explicit (kh*kw*in, out) matrix."""
+    keras.utils.set_random_seed(2)
+    layer = SpectralNormalization(keras.layers.Conv2DTranspose(6, 4, strides=2, padding="same"))
+    x = tf.random.normal([2, 4, 4, 5])
+    layer(x)
+    u = np.asarray(layer.u)
+
+    @tf.function
+    def step(x):
+        with tf.GradientTape() as tape:
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(tf.sin(y))
+        return tape.gradient(loss, layer.raw_kernel), layer.normalized_kernel(False)
+
+    graph = step.get_concrete_function(x).graph
+    assert "Transpose" not in {op.type for op in graph.get_operations()}
+    layer.u.assign(u)
+    _, w_sn = step(x)
+    kernel = np.asarray(layer.raw_kernel, np.float64)
+    mat = _matrix(kernel, transpose=True)  # (kh*kw*in, out)
+    u_ref = u.astype(np.float64)
+    v = mat @ u_ref
+    v /= np.linalg.norm(v)
+    u_ref = mat.T @ v
+    u_ref /= np.linalg.norm(u_ref)
+    np.testing.assert_allclose(np.asarray(layer.u), u_ref, rtol=1e-5, atol=1e-6)
+    sigma = np.linalg.norm(mat @ u_ref)  # read-only: v = W u / |W u|, sigma = v^T W u
+    np.testing.assert_allclose(np.asarray(w_sn), kernel / sigma, rtol=1e-5, atol=1e-6)
+
+
 def test_raw_kernel_is_never_overwritten():
     layer = SpectralNormalization(keras.layers.Dense(4), power_iterations=5)
     x = np.random.rand(2, 3).astype("float32")

@@ -121,21 +121,39 @@ class SpectralNormalization(keras.layers.Wrapper):
         return None
 
     def _kernel_matrix(self, kernel):
-        if self._transpose:  # (kh, kw, out, in) -> (kh, kw, in, out)
-            kernel = ops.transpose(kernel, (0, 1, 3, 2))
-        # (rows, out); for transpose_flatten="input": (kh * kw * out, in)
-        return ops.reshape(kernel, (-1, kernel.shape[-1]))
+        """The kernel as the matrix W whose spectral norm is taken: (rows, out), or for
+        transpose_flatten="input" (kh * kw * out, in). A Conv2DTranspose kernel
+        (kh, kw, out, in) flattened by output channels is kept as its (kh * kw, out, in)
+        view, W[(p, i), o] = view[p, o, i], so that no transposed copy of the kernel is
+        made (forward or backward); `_times_u` and `_times_v` multiply by it."""
+        if self._transpose:
+            return ops.reshape(kernel, (-1,) + tuple(kernel.shape[2:]))  # (kh*kw, out, in)
+        return ops.reshape(kernel, (-1, kernel.shape[-1]))  # (rows, out)
+
+    def _times_u(self, w, u):
+        """W u: (rows,)."""
+        if self._transpose:
+            return ops.reshape(ops.matmul(u[None, None, :], w), (-1,))  # (P, 1, in) -> (P*in,)
+        return ops.matmul(w, u[:, None])[:, 0]
+
+    def _times_v(self, w, v):
+        """W^T v: (out,)."""
+        if self._transpose:
+            v = ops.reshape(v, (w.shape[0], w.shape[2], 1))  # (P, in, 1)
+            return ops.sum(ops.matmul(w, v)[..., 0], axis=0)  # (P, out) -> (out,)
+        return ops.matmul(v[None, :], w)[0]
 
     def power_iteration(self, w_mat, u, iterations):
-        """Returns (u, v, sigma) after `iterations` steps; u, v without gradient."""
+        """Returns (u, v, sigma) after `iterations` steps; u, v without gradient.
+        `w_mat` is `_kernel_matrix(kernel)`."""
         w_const = ops.stop_gradient(w_mat)
         v = None
         for _ in range(iterations):
-            v = _l2_normalize(ops.matmul(w_const, u[:, None])[:, 0], self.epsilon)
-            u = _l2_normalize(ops.matmul(v[None, :], w_const)[0], self.epsilon)
+            v = _l2_normalize(self._times_u(w_const, u), self.epsilon)
+            u = _l2_normalize(self._times_v(w_const, v), self.epsilon)
         u = ops.stop_gradient(u)
         v = ops.stop_gradient(v)
-        sigma = ops.sum(v * ops.matmul(w_mat, u[:, None])[:, 0])
+        sigma = ops.sum(v * self._times_u(w_mat, u))
         return u, v, sigma
 
     def normalized_kernel(self, training=False):
@@ -149,10 +167,8 @@ class SpectralNormalization(keras.layers.Wrapper):
             self.u.assign(u)
         else:
             # Read-only: v from the stored u, sigma = v^T W u.
-            v = _l2_normalize(
-                ops.matmul(ops.stop_gradient(w_mat), u[:, None])[:, 0], self.epsilon
-            )
-            sigma = ops.sum(v * ops.matmul(w_mat, u[:, None])[:, 0])
+            v = _l2_normalize(self._times_u(ops.stop_gradient(w_mat), u), self.epsilon)
+            sigma = ops.sum(v * self._times_u(w_mat, u))
         return kernel / sigma
 
     def call(self, inputs, training=None):
