@@ -9,7 +9,8 @@ Modes:
             (convolution, matmul, attention_matmul, softmax, batch_norm, spectral_norm,
             optimizer, cast, layout, elementwise) and the slowest ops;
   attention one SelfAttention2D (paper variant) forward + backward on an --imsize map at
-            --batch, e.g. 128 px (N = 16,384 positions) on the tiled path: img/s, peak RSS.
+            --batch (--precision; --xla compiles the block), e.g. 128 px (N = 16,384
+            positions) on the tiled path: img/s, peak RSS.
 
 With no --mode/--preset it runs the standard set: training at 64 px batch 64 (`dcgan_64`, the
 popular PyTorch SAGAN's architecture) and 128 px (`resnet_128`), with and without XLA, plus
@@ -35,7 +36,8 @@ def define_flags(flag_values):
     define("integer", "batch", 64, "Batch size.")
     define("integer", "steps", 10, "Timed iterations (after 3 warm-up ones); --mode=train "
            "prints the median.")
-    define("boolean", "xla", False, "jit_compile the train step.")
+    define("boolean", "xla", False, "jit_compile the train step (--mode=attention: the "
+           "block's forward and backward).")
     define("integer", "steps_per_execution", 1, "--mode=train: steps per tf.function call.")
     define("float", "ema_decay", 0.0, "--mode=train: keep an EMA generator (as --ema_decay of "
            "train), to time its update.")
@@ -68,7 +70,7 @@ def main(argv):
             return
         if FLAGS.mode == "attention":
             bench_attention(FLAGS.imsize or 128, FLAGS.batch, FLAGS.steps, FLAGS.channels,
-                            FLAGS.query_tile_size)
+                            FLAGS.query_tile_size, FLAGS.precision, FLAGS.xla)
             return
         preset = preset_for(FLAGS.preset, FLAGS.imsize)
         mode = FLAGS.mode or "train"

@@ -313,19 +313,21 @@ def bench_generate(preset, batch, steps, xla, precision):
           precision=precision, img_per_s=round(steps * batch / (time.perf_counter() - start), 2))
 
 
-def bench_attention(imsize, batch, steps, channels, query_tile_size):
+def bench_attention(imsize, batch, steps, channels, query_tile_size, precision="float32",
+                    xla=False):
     from sagan_tf.layers import SelfAttention2D
 
-    layer = SelfAttention2D("paper", use_spectral_norm=False, query_tile_size=query_tile_size)
+    layer = SelfAttention2D("paper", use_spectral_norm=False, query_tile_size=query_tile_size,
+                            dtype=precision)
     x = tf.random.normal([batch, imsize, imsize, channels])
     layer.build(x.shape)
     layer.gamma.assign(0.5)
 
-    @tf.function
+    @tf.function(jit_compile=xla)
     def step(x):
         with tf.GradientTape() as tape:
             tape.watch(x)
-            loss = tf.reduce_sum(tf.square(layer(x, training=True)))
+            loss = tf.reduce_sum(tf.square(tf.cast(layer(x, training=True), tf.float32)))
         return tape.gradient(loss, [x] + layer.trainable_weights)
 
     step(x)
@@ -334,8 +336,8 @@ def bench_attention(imsize, batch, steps, channels, query_tile_size):
         [g.numpy() for g in step(x)]
     n = imsize * imsize
     _emit(mode="attention", imsize=imsize, positions=n, channels=channels, batch=batch,
-          query_tile_size=query_tile_size, tiled=n > query_tile_size,
-          dense_map_gb=round(batch * n * n * 4 / 2**30, 2),
+          precision=precision, xla=xla, query_tile_size=query_tile_size,
+          tiled=n > query_tile_size, dense_map_gb=round(batch * n * n * 4 / 2**30, 2),
           img_per_s=round(steps * batch / (time.perf_counter() - start), 2))
 
 

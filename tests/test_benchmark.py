@@ -34,10 +34,12 @@ def test_train_benchmark_prints_flops_peak_and_attention_share():
     assert line["steps_per_execution"] == 2
 
 
-def test_attention_benchmark_takes_the_tiled_path():
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
+def test_attention_benchmark_takes_the_tiled_path(precision):
     (line,) = _lines("-m", "sagan_tf.benchmark", "--mode=attention", "--imsize=16", "--batch=2",
-                     "--steps=1", "--channels=16", "--query_tile_size=64")
-    assert line["positions"] == 256 and line["tiled"]
+                     "--steps=1", "--channels=16", "--query_tile_size=64",
+                     f"--precision={precision}")
+    assert line["positions"] == 256 and line["tiled"] and line["precision"] == precision
     assert line["dense_map_gb"] == round(2 * 256 * 256 * 4 / 2**30, 2)
     assert line["img_per_s"] > 0 and line["peak_rss_mb"] > 0
 
