@@ -12,7 +12,7 @@ to draw attention maps). `dense_output` returns `o` only, with a hand-written
 gradient that passes over the map fewer times: the softmax term
 `sum_j dA_ij A_ij` equals `dO_i . O_i` (as in FlashAttention's backward), a
 (B, N, c) product instead of a (B, N, M) one, and the row term rides along the
-`dO V^T` product as one more channel. The tiled op walks over blocks of
+`dO V^T` product as one more channel (two in a 16-bit dtype). The tiled op walks over blocks of
 queries one at a time (forward and backward, the backward recomputing each
 block's probabilities), so peak memory is `B * tile * M` instead of
 `B * N * M`.
