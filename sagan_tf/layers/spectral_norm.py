@@ -22,7 +22,8 @@ class SpectralNormalization(keras.layers.Wrapper):
 
     The kernel is viewed as a matrix of shape `(-1, output_channels)`: Dense
     `(in, out)`, Conv `(kh, kw, in, out)`, Conv2DTranspose `(kh, kw, out, in)`
-    (output channels on axis 2, moved last first) and Embedding
+    (output channels on axis 2: the matrix (kh*kw*in, out), multiplied through the
+    kernel's (kh*kw, out, in) view without a transposed copy) and Embedding
     `(input_dim, output_dim)`. A Conv2DTranspose kernel can instead be
     flattened by input channels (`transpose_flatten="input"`: the matrix
     `(in, out * kh * kw)` up to transposition and row order, which is what
