@@ -53,11 +53,22 @@ def _with_ones(v):
     return tf.concat([v] + [ones] * _row_parts(v.dtype), axis=-1)  # (B, M, c+1) or (B, M, c+2)
 
 
-def _backward(q, k, v_one, a, o, do):
+def _dq_keys(k):
+    """The keys `dq` is formed with: `k`, centred per image in a 16-bit dtype. Each row
+    of the exact dE sums to 0, so dq is the same for keys shifted by any constant;
+    rounded probabilities leave dE's rows a small sum, which centred keys keep from
+    reaching dq (max-pooled keys have a large mean)."""
+    if k.dtype == tf.float32:
+        return k
+    return k - tf.reduce_mean(k, axis=1, keepdims=True)  # (B, M, d)
+
+
+def _backward(q, k_dq, v_one, a, o, do):
     """dq, dk, dv of `o = a v`, `a = softmax(q k^T)`, all in the compute dtype but `row`.
 
-    `v_one = _with_ones(v)`. `dA - row` is one product, `[dO, -row] . [V, 1]^T`, so the
-    map gets one elementwise pass, `a * (dA - row)`; the products accumulate in float32.
+    `k_dq = _dq_keys(k)`, `v_one = _with_ones(v)` (built once per call). `dA - row`
+    is one product, `[dO, -row] . [V, 1]^T`, so the map gets one elementwise pass,
+    `a * (dA - row)`; the products accumulate in float32.
     """
     dv = tf.matmul(a, do, transpose_a=True)  # (B, M, c)
     # sum_j dA_ij A_ij = dO_i . O_i: a (B, N, c) product, not (B, N, M); float32.
@@ -70,12 +81,7 @@ def _backward(q, k, v_one, a, o, do):
         parts = [-high, tf.cast(tf.cast(high, tf.float32) - row, do.dtype)]
     do_row = tf.concat([do] + parts, axis=-1)  # (B, N, c+1) or (B, N, c+2)
     d_energy = a * tf.matmul(do_row, v_one, transpose_b=True)  # (B, N, M)
-    if a.dtype != tf.float32:
-        # Each row of the exact dE sums to 0, so dq is the same for keys shifted by any
-        # constant; rounded probabilities leave dE's rows a small sum, which centred keys
-        # keep from reaching dq (max-pooled keys have a large mean).
-        k = k - tf.reduce_mean(k, axis=1, keepdims=True)  # (B, M, d)
-    dq = tf.matmul(d_energy, k)  # (B, N, d)
+    dq = tf.matmul(d_energy, k_dq)  # (B, N, d)
     dk = tf.matmul(d_energy, q, transpose_a=True)  # (B, M, d)
     return dq, dk, dv
 
@@ -88,7 +94,7 @@ def dense_output(q, k, v):
     o = tf.matmul(a, v)  # (B, N, c)
 
     def grad(do):
-        return _backward(q, k, _with_ones(v), a, o, do)
+        return _backward(q, _dq_keys(k), _with_ones(v), a, o, do)
 
     return o, grad
 
@@ -120,12 +126,12 @@ def _tiled_attention_core(q_tiles, k, v):
 
     def grad(do_tiles):
         num_tiles = tf.shape(q_tiles)[0]
-        v_one = _with_ones(v)  # built once, not per tile
+        k_dq, v_one = _dq_keys(k), _with_ones(v)  # built once, not per tile
 
         def body(i, dq_acc, dk, dv):
             q_tile = q_tiles[i]
             a = probabilities(q_tile, k)  # (B, tile, M), recomputed
-            dq, dk_tile, dv_tile = _backward(q_tile, k, v_one, a, o_tiles[i], do_tiles[i])
+            dq, dk_tile, dv_tile = _backward(q_tile, k_dq, v_one, a, o_tiles[i], do_tiles[i])
             # dk and dv summed over tiles in float32.
             return (i + 1, dq_acc.write(i, dq), dk + tf.cast(dk_tile, tf.float32),
                     dv + tf.cast(dv_tile, tf.float32))
