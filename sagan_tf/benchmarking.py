@@ -99,30 +99,31 @@ def _images_per_second(gans, batch, steps, steps_per_execution=1):
     warm-up calls. With several GANs the calls alternate (one of each in turn), so a
     change in the machine's speed during the run (other tenants) hits all of them alike
     and their ratio stays meaningful."""
+    k = steps_per_execution
+    runs = [(_step_call(gan, batch, k), []) for gan in gans]
+    for _ in range(3):
+        for call, _ in runs:
+            call()
+    for _ in range(steps):
+        for call, times in runs:
+            start = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - start)
+    return [k * batch / float(np.median(times)) for _, times in runs]
+
+
+def _step_call(gan, batch, steps_per_execution=1):
+    """A function making one call of the step function `python -m sagan_tf.train` runs
+    (`loop.make_step_function`) on a synthetic batch, and the metric reads the loop makes."""
     from sagan_tf import loop
 
     k = steps_per_execution
-    runs = []
-    for gan in gans:
-        size = gan.generator.image_size
-        images = tf.random.uniform([batch, size, size, gan.discriminator.input_channels], -1, 1)
-        ds = tf.data.Dataset.from_tensors((images, tf.zeros([batch], tf.int32))).repeat()
-        step = loop.make_step_function(gan, tf.distribute.get_strategy(), k)
-        args = (iter(ds),) if k == 1 else (iter(ds), tf.constant(k))
-        runs.append((step, args, []))
-
-    def call(step, args):  # one call and the metric reads the loop makes
-        tf.nest.map_structure(lambda t: t.numpy(), step(*args))
-
-    for _ in range(3):
-        for step, args, _ in runs:
-            call(step, args)
-    for _ in range(steps):
-        for step, args, times in runs:
-            start = time.perf_counter()
-            call(step, args)
-            times.append(time.perf_counter() - start)
-    return [k * batch / float(np.median(times)) for _, _, times in runs]
+    size = gan.generator.image_size
+    images = tf.random.uniform([batch, size, size, gan.discriminator.input_channels], -1, 1)
+    ds = tf.data.Dataset.from_tensors((images, tf.zeros([batch], tf.int32))).repeat()
+    step = loop.make_step_function(gan, tf.distribute.get_strategy(), k)
+    args = (iter(ds),) if k == 1 else (iter(ds), tf.constant(k))
+    return lambda: tf.nest.map_structure(lambda t: t.numpy(), step(*args))
 
 
 # Op types that run other ops (their time is their body's, counted there).
@@ -227,18 +228,7 @@ def bench_profile(preset, batch, steps, xla, precision, variant=None, logdir=Non
     """Traces `steps` training steps with TF's profiler (after warm-up) and prints where
     the time goes, by op group. The trace stays in `logdir` when given (TensorBoard's
     Profile tab reads it)."""
-    from sagan_tf import loop
-
-    gan = _build_gan(preset, precision, xla, variant=variant)
-    size = gan.generator.image_size
-    images = tf.random.uniform([batch, size, size, gan.discriminator.input_channels], -1, 1)
-    ds = tf.data.Dataset.from_tensors((images, tf.zeros([batch], tf.int32))).repeat()
-    step = loop.make_step_function(gan, tf.distribute.get_strategy(), 1)
-    it = iter(ds)
-
-    def call():
-        tf.nest.map_structure(lambda t: t.numpy(), step(it))
-
+    call = _step_call(_build_gan(preset, precision, xla, variant=variant), batch)
     for _ in range(3):
         call()
     with tempfile.TemporaryDirectory() as tmp:
