@@ -239,30 +239,47 @@ def _train_cli(*args, **kwargs):
                           capture_output=True, text=True, timeout=600, **kwargs)
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--steps=-3"], "--steps must be >= 1"),
-    (["--loss=lsgan"], "--loss='lsgan' is unknown"),
-    (["--dataset=celeba"], "unknown dataset 'celeba'"),
-    (["--g_attention=7"], r"DCGANGenerator: --g_attention/--d_attention must be one of \[4, 8, 16\]; received 7"),
-    (["--preset=dcgan_48"], "--preset='dcgan_48' is unknown"),
-    (["--dataset=cifar10", "--eval_every=10"], "classifier backbone is the mnist5k digit classifier"),
+# (arguments, the error line's message, whether to run the command): every case is refused
+# before training by the library, in this process; the command itself (its one `error:`
+# line and exit status, and device set-up, which only a fresh process does) runs for two.
+@pytest.mark.parametrize("args,message,command", [
+    (["--steps=-3"], "--steps must be >= 1", True),
+    (["--loss=lsgan"], "--loss='lsgan' is unknown", False),
+    (["--dataset=celeba"], "unknown dataset 'celeba'", False),
+    (["--g_attention=7"], r"DCGANGenerator: --g_attention/--d_attention must be one of "
+                          r"\[4, 8, 16\]; received 7", False),
+    (["--preset=dcgan_48"], "--preset='dcgan_48' is unknown", False),
+    (["--dataset=cifar10", "--eval_every=10"],
+     "classifier backbone is the mnist5k digit classifier", False),
     (["--strategy=mirrored", "--num_cpu_devices=2", "--batch_size=7"],
-     "batch size 7 must be a positive multiple of the number of replicas"),
-    (["--augment=translation,flip"], "--augment: unknown augmentation 'flip'"),
-    (["--crop=-5"], "--crop must be >= 1"),
+     "batch size 7 must be a positive multiple of the number of replicas", True),
+    (["--augment=translation,flip"], "--augment: unknown augmentation 'flip'", False),
+    (["--crop=-5"], "--crop must be >= 1", False),
     (["--train_subset=5000"], "a subset of 5000 images is larger than mnist5k's train split "
-                              r"\(4500 images\)"),
-    (["--export_name=../../x"], "--export_name: model name '../../x' must be a plain"),
-    (["--export_dir={tmp}/a_file/models"], "--export_dir=.* cannot be written"),
+                              r"\(4500 images\)", False),
+    (["--export_name=../../x"], "--export_name: model name '../../x' must be a plain", False),
+    (["--export_dir={tmp}/a_file/models"], "--export_dir=.* cannot be written", False),
 ])
-def test_bad_flags_exit_with_one_line(tmp_path, args, message):
+def test_bad_flags_exit_with_one_line(tmp_path, args, message, command):
+    from sagan_tf import cli, train
+
     (tmp_path / "a_file").write_text("not a directory")
-    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
-    proc = _train_cli(f"--workdir={tmp_path / 'run'}", *args)
-    assert proc.returncode != 0
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ")
-    assert __import__("re").search(message, last), last
+    args = [f"--workdir={tmp_path / 'run'}", "--steps=2"] + [
+        a.replace("{tmp}", str(tmp_path)) for a in args]
+    if command:
+        proc = _train_cli(*args)
+        assert proc.returncode != 0
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: ")
+    else:
+        flag_values = absl_flags.FlagValues()
+        train.define_flags(flag_values)
+        flag_values(train.prepare_argv(["train", *args]))
+        # The errors `sagan_tf.train` turns into its `error:` line.
+        with pytest.raises((config_lib.ConfigError, data.DataError)) as error:
+            training.run(config_lib.TrainConfig.from_flags(flag_values))
+        last = f"error: {cli.one_line(error.value)}"
+    assert re.search(message, last), last
     assert not os.path.exists(tmp_path / "run" / "checkpoints")
 
 
