@@ -10,6 +10,7 @@ import tensorflow as tf
 from sagan_tf import backbones, evaluation, metrics, serving
 from sagan_tf import data
 from sagan_tf.models import DCGANGenerator
+from tests.commands import run_main
 from tests.stand_ins import B, P, W, stand_in_graph as _stand_in_graph
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -224,9 +225,8 @@ def test_evaluate_end_to_end_on_a_tiny_exported_model(classifier, tmp_path):
             "model", "split"} <= set(out)
     assert 0 <= out["precision"] <= 1 and 0 <= out["recall"] <= 1
     assert 0 <= out["class_accuracy"] <= 1  # the tiny model is conditional
-    bad = subprocess.run([sys.executable, "-m", "sagan_tf.evaluate", f"--model={tmp_path / 'sm' / 'tiny'}",
-                          "--backbone=inception_graph", f"--inception_graph={tmp_path / 'no.pb'}"],
-                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    bad = run_main("sagan_tf.evaluate", f"--model={tmp_path / 'sm' / 'tiny'}",
+                   "--backbone=inception_graph", f"--inception_graph={tmp_path / 'no.pb'}")
     assert bad.returncode != 0 and bad.stderr.strip().splitlines()[-1].startswith("error: Inception graph file")
 
 
@@ -250,10 +250,7 @@ def test_evaluate_on_a_workdir_reproduces_the_runs_last_evaluation(tmp_path):
         ema_decay=0.9, eval_every=4, eval_samples=60, log_every=2, sample_every=4,
         checkpoint_every=4, workdir=str(run), export=False, seed=3))
     ours = result["logs"]["evaluation"]
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.run([sys.executable, "-m", "sagan_tf.evaluate", f"--workdir={run}",
-                           "--num_samples=60"], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=600)
+    proc = run_main("sagan_tf.evaluate", f"--workdir={run}", "--num_samples=60")
     assert proc.returncode == 0, proc.stderr[-2000:]
     again = json.loads(proc.stdout.strip().splitlines()[-1])
     assert again["model"] == f"{run} (step 4)" and again["num_real"] == ours["num_real"]
