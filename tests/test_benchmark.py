@@ -72,12 +72,21 @@ def test_the_compare_protocol_runs_at_tiny_size(tmp_path):
     assert "| baseline (n=1) |" in result.stdout and "| sagan (n=1) |" in result.stdout
     assert sorted(os.listdir(keep)) == ["baseline_s0", "sagan_s0"]
     assert os.path.exists(keep / "sagan_s0" / "summary.json")
-    help_text = subprocess.run([sys.executable, "-m", "benchmarks.compare", "--help"],
-                               cwd=ROOT, env=ENV, capture_output=True, text=True).stdout
+
+
+def test_the_compare_protocol_help_and_bad_input(capsys):
+    from benchmarks import compare
+
+    with pytest.raises(SystemExit) as done:
+        compare.main(["--help"])
+    assert done.value.code == 0
+    help_text = capsys.readouterr().out
     assert "--flagfile FLAGFILE" in help_text and "ada_lecam:" in help_text
-    bad = subprocess.run([sys.executable, "-m", "benchmarks.compare", "--dataset=cifar10"],
-                         cwd=ROOT, env=ENV, capture_output=True, text=True)
-    assert bad.returncode == 2 and "classifier backbone is the mnist5k digit classifier" in bad.stderr
+    with pytest.raises(SystemExit) as bad:
+        compare.main(["--dataset=cifar10"])
+    assert bad.value.code == 2
+    assert capsys.readouterr().err.startswith(
+        "error: --eval_backbone: the classifier backbone is the mnist5k digit classifier")
 
 
 def _compare_in_process(tmp_path, capsys, *args):
