@@ -13,6 +13,7 @@ import torch
 from sagan_tf import import_torch, training
 from sagan_tf.models import Discriminator, Generator
 from tests import heykeetae_torch as hk
+from tests.commands import run_command, run_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
@@ -168,13 +169,16 @@ def test_cli_exports_a_savedmodel_and_a_resumable_workdir(checkpoint, tmp_path):
     assert abs(float(np.asarray(restored)) - 0.7) < 0.01  # imported, then one small update
 
 
-@pytest.mark.parametrize("corrupt, message", [
-    (lambda s: s.pop("attn1.gamma"), "key 'attn1.gamma' (shape [1]) is missing"),
+# The last field: run the command in a fresh process (once), or its main in this one.
+@pytest.mark.parametrize("corrupt, message, run", [
+    (lambda s: s.pop("attn1.gamma"), "key 'attn1.gamma' (shape [1]) is missing", run_command),
     (lambda s: s.__setitem__("l2.0.module.weight_bar", torch.zeros(512, 256, 3, 3)),
-     "'l2.0.module.weight_bar' has shape [512, 256, 3, 3], expected [512, 256, 4, 4]"),
-    (lambda s: s.__setitem__("attn1.f_.weight", torch.zeros(1)), "unexpected key 'attn1.f_"),
+     "'l2.0.module.weight_bar' has shape [512, 256, 3, 3], expected [512, 256, 4, 4]", run_main),
+    (lambda s: s.__setitem__("attn1.f_.weight", torch.zeros(1)), "unexpected key 'attn1.f_",
+     run_main),
 ])
-def test_bad_state_dict_is_one_line_and_writes_nothing(checkpoint, tmp_path, corrupt, message):
+def test_bad_state_dict_is_one_line_and_writes_nothing(checkpoint, tmp_path, corrupt, message,
+                                                       run):
     g, _, _ = checkpoint
     state = dict(g.state_dict())
     corrupt(state)
@@ -184,10 +188,8 @@ def test_bad_state_dict_is_one_line_and_writes_nothing(checkpoint, tmp_path, cor
                        .replace("]", r"\]").replace("(", r"\(").replace(")", r"\)")):
         import_torch.load(path)
     export_dir = tmp_path / "savedmodels"
-    result = subprocess.run(
-        [sys.executable, "-m", "sagan_tf.import_torch", f"--generator={path}",
-         "--export_name=bad", f"--export_dir={export_dir}"],
-        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    result = run("sagan_tf.import_torch", f"--generator={path}", "--export_name=bad",
+                 f"--export_dir={export_dir}")
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith("error: ")
     assert message in result.stderr
