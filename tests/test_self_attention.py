@@ -164,7 +164,7 @@ def test_paper_variant_is_permutation_equivariant():
     np.testing.assert_allclose(y_perm, y[:, perm], atol=1e-5)
 
 
-def test_mixed_bfloat16_softmax_in_float32():
+def test_mixed_bfloat16_map_for_drawing_is_float32():
     layer = SelfAttention2D("official", dtype="mixed_bfloat16")
     y, attention = layer(_x(), return_attention=True)
     assert y.dtype == "bfloat16" and attention.dtype == "float32"
