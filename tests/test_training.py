@@ -18,6 +18,7 @@ from sagan_tf import callbacks, checkpoints, data, loop, training
 from sagan_tf import config as config_lib
 from sagan_tf.gan import SAGAN
 from sagan_tf.models import DCGANDiscriminator, DCGANGenerator, Discriminator, Generator
+from tests.commands import run_command, run_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(preset="dcgan_32", base_channels=8, z_dim=16, batch_size=8, log_every=2,
@@ -234,51 +235,36 @@ def test_every_flag_preset_parses_and_builds(flagfile):
 
 
 def _train_cli(*args, **kwargs):
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", "sagan_tf.train", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600, **kwargs)
+    return run_command("sagan_tf.train", *args, **kwargs)
 
 
-# (arguments, the error line's message, whether to run the command): every case is refused
-# before training by the library, in this process; the command itself (its one `error:`
-# line and exit status, and device set-up, which only a fresh process does) runs for two.
-@pytest.mark.parametrize("args,message,command", [
-    (["--steps=-3"], "--steps must be >= 1", True),
-    (["--loss=lsgan"], "--loss='lsgan' is unknown", False),
-    (["--dataset=celeba"], "unknown dataset 'celeba'", False),
+# The last field: the command in a fresh process (twice: a config error, and device set-up,
+# which only a fresh process does), or its main in this one.
+@pytest.mark.parametrize("args,message,run", [
+    (["--steps=-3"], "--steps must be >= 1", run_command),
+    (["--loss=lsgan"], "--loss='lsgan' is unknown", run_main),
+    (["--dataset=celeba"], "unknown dataset 'celeba'", run_main),
     (["--g_attention=7"], r"DCGANGenerator: --g_attention/--d_attention must be one of "
-                          r"\[4, 8, 16\]; received 7", False),
-    (["--preset=dcgan_48"], "--preset='dcgan_48' is unknown", False),
+                          r"\[4, 8, 16\]; received 7", run_main),
+    (["--preset=dcgan_48"], "--preset='dcgan_48' is unknown", run_main),
     (["--dataset=cifar10", "--eval_every=10"],
-     "classifier backbone is the mnist5k digit classifier", False),
+     "classifier backbone is the mnist5k digit classifier", run_main),
     (["--strategy=mirrored", "--num_cpu_devices=2", "--batch_size=7"],
-     "batch size 7 must be a positive multiple of the number of replicas", True),
-    (["--augment=translation,flip"], "--augment: unknown augmentation 'flip'", False),
-    (["--crop=-5"], "--crop must be >= 1", False),
+     "batch size 7 must be a positive multiple of the number of replicas", run_command),
+    (["--augment=translation,flip"], "--augment: unknown augmentation 'flip'", run_main),
+    (["--crop=-5"], "--crop must be >= 1", run_main),
     (["--train_subset=5000"], "a subset of 5000 images is larger than mnist5k's train split "
-                              r"\(4500 images\)", False),
-    (["--export_name=../../x"], "--export_name: model name '../../x' must be a plain", False),
-    (["--export_dir={tmp}/a_file/models"], "--export_dir=.* cannot be written", False),
+                              r"\(4500 images\)", run_main),
+    (["--export_name=../../x"], "--export_name: model name '../../x' must be a plain", run_main),
+    (["--export_dir={tmp}/a_file/models"], "--export_dir=.* cannot be written", run_main),
 ])
-def test_bad_flags_exit_with_one_line(tmp_path, args, message, command):
-    from sagan_tf import cli, train
-
+def test_bad_flags_exit_with_one_line(tmp_path, args, message, run):
     (tmp_path / "a_file").write_text("not a directory")
-    args = [f"--workdir={tmp_path / 'run'}", "--steps=2"] + [
-        a.replace("{tmp}", str(tmp_path)) for a in args]
-    if command:
-        proc = _train_cli(*args)
-        assert proc.returncode != 0
-        last = proc.stderr.strip().splitlines()[-1]
-        assert last.startswith("error: ")
-    else:
-        flag_values = absl_flags.FlagValues()
-        train.define_flags(flag_values)
-        flag_values(train.prepare_argv(["train", *args]))
-        # The errors `sagan_tf.train` turns into its `error:` line.
-        with pytest.raises((config_lib.ConfigError, data.DataError)) as error:
-            training.run(config_lib.TrainConfig.from_flags(flag_values))
-        last = f"error: {cli.one_line(error.value)}"
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    proc = run("sagan_tf.train", f"--workdir={tmp_path / 'run'}", "--steps=2", *args)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ")
     assert re.search(message, last), last
     assert not os.path.exists(tmp_path / "run" / "checkpoints")
 
