@@ -8,8 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+from tests.commands import ENV, ROOT, run_command
 
 
 def _lines(*args):
@@ -56,11 +55,10 @@ TINY = "--extra=--base_channels=8 --batch_size=8 --ema_start=0"
 
 def test_the_compare_protocol_runs_at_tiny_size(tmp_path):
     keep = tmp_path / "runs"
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.compare", "--variants=baseline,sagan",
-         "--seeds=0", "--steps=2", "--eval_samples=20", "--log_every=1", TINY,
-         f"--keep_workdirs={keep}", f"--out={tmp_path / 'rows.jsonl'}"],
-        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900)
+    result = run_command("benchmarks.compare", "--variants=baseline,sagan", "--seeds=0",
+                         "--steps=2", "--eval_samples=20", "--log_every=1", TINY,
+                         f"--keep_workdirs={keep}", f"--out={tmp_path / 'rows.jsonl'}",
+                         timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "baseline seed 0: step 2/2" in result.stdout and "sagan seed 0: step 2/2" in result.stdout
     rows = [json.loads(line) for line in open(tmp_path / "rows.jsonl")]

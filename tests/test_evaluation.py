@@ -1,7 +1,5 @@
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -10,10 +8,8 @@ import tensorflow as tf
 from sagan_tf import backbones, evaluation, metrics, serving
 from sagan_tf import data
 from sagan_tf.models import DCGANGenerator
-from tests.commands import run_main
+from tests.commands import run_command, run_main
 from tests.stand_ins import B, P, W, stand_in_graph as _stand_in_graph
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_inception_graph_loading_and_preprocessing(tmp_path):
@@ -213,10 +209,8 @@ def test_evaluate_end_to_end_on_a_tiny_exported_model(classifier, tmp_path):
     assert result["fid"] > 0 and np.isfinite(result["kid"]) and result["is"] >= 1.0
     assert len(result["warnings"]) == 2 and "rank-deficient" in result["warnings"][0]
 
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.run([sys.executable, "-m", "sagan_tf.evaluate", f"--model={tmp_path / 'sm' / 'tiny'}",
-                           "--num_samples=200", "--batch_size=50"], capture_output=True, text=True,
-                          env=env, cwd=ROOT, timeout=600)
+    proc = run_command("sagan_tf.evaluate", f"--model={tmp_path / 'sm' / 'tiny'}",
+                       "--num_samples=200", "--batch_size=50")
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["backbone"] == "classifier" and out["comparable_with_papers"] is False
@@ -231,9 +225,8 @@ def test_evaluate_end_to_end_on_a_tiny_exported_model(classifier, tmp_path):
 
 
 def test_evaluate_refuses_the_digit_classifier_for_other_data(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "sagan_tf.evaluate", f"--model={tmp_path}",
-                           f"--dataset=folder:{tmp_path}"], capture_output=True, text=True,
-                          timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    proc = run_command("sagan_tf.evaluate", f"--model={tmp_path}", f"--dataset=folder:{tmp_path}",
+                       timeout=300)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
         f"error: the classifier backbone is the mnist5k digit classifier and scores mnist5k "

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from sagan_tf import sampling, serving, training
 from sagan_tf.models import DCGANGenerator
-from tests.commands import ENV, ROOT, run_command, run_main
+from tests.commands import ENV, run_command, run_main
 
 
 def _generator(num_classes=0):

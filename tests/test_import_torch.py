@@ -2,7 +2,6 @@
 
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -14,9 +13,6 @@ from sagan_tf import import_torch, training
 from sagan_tf.models import Discriminator, Generator
 from tests import heykeetae_torch as hk
 from tests.commands import run_command, run_main
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
 
 
 @pytest.fixture(scope="module")
@@ -142,11 +138,9 @@ def test_dataparallel_prefix_is_stripped(checkpoint, tmp_path):
 def test_cli_exports_a_savedmodel_and_a_resumable_workdir(checkpoint, tmp_path):
     g, _, (g_path, d_path) = checkpoint
     workdir, export_dir = str(tmp_path / "run"), str(tmp_path / "savedmodels")
-    result = subprocess.run(
-        [sys.executable, "-m", "sagan_tf.import_torch", f"--generator={g_path}",
-         f"--discriminator={d_path}", f"--workdir={workdir}", "--dataset=mnist5k",
-         "--export_name=hk", f"--export_dir={export_dir}"],
-        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    result = run_command("sagan_tf.import_torch", f"--generator={g_path}",
+                         f"--discriminator={d_path}", f"--workdir={workdir}", "--dataset=mnist5k",
+                         "--export_name=hk", f"--export_dir={export_dir}", timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     version = os.path.join(export_dir, "hk", "1")
     loaded = tf.saved_model.load(version)

@@ -18,9 +18,8 @@ from sagan_tf import callbacks, checkpoints, data, loop, training
 from sagan_tf import config as config_lib
 from sagan_tf.gan import SAGAN
 from sagan_tf.models import DCGANDiscriminator, DCGANGenerator, Discriminator, Generator
-from tests.commands import run_command, run_main
+from tests.commands import ENV, ROOT, run_command, run_main
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(preset="dcgan_32", base_channels=8, z_dim=16, batch_size=8, log_every=2,
             sample_every=4, checkpoint_every=4, export=True)
 
@@ -234,10 +233,6 @@ def test_every_flag_preset_parses_and_builds(flagfile):
     assert d(images, tf.zeros([2], tf.int32) if num_classes else None).shape == (2,)
 
 
-def _train_cli(*args, **kwargs):
-    return run_command("sagan_tf.train", *args, **kwargs)
-
-
 # The last field: the command in a fresh process (twice: a config error, and device set-up,
 # which only a fresh process does), or its main in this one.
 @pytest.mark.parametrize("args,message,run", [
@@ -274,8 +269,7 @@ def test_resume_after_sigkill(tmp_path):
     args = [f"--workdir={workdir}", "--base_channels=8", "--z_dim=16", "--batch_size=8",
             "--steps=400", "--checkpoint_every=5", "--log_every=5", "--sample_every=1000",
             "--noexport"]
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.Popen([sys.executable, "-m", "sagan_tf.train", *args], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "sagan_tf.train", *args], cwd=ROOT, env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt_dir = str(workdir / "checkpoints")
     deadline = time.time() + 300
@@ -289,7 +283,7 @@ def test_resume_after_sigkill(tmp_path):
     proc.wait()
     killed_at = int(tf.train.latest_checkpoint(ckpt_dir).rsplit("-", 1)[1])
     assert 10 <= killed_at < 400
-    done = _train_cli(*[a if not a.startswith("--steps") else f"--steps={killed_at + 10}" for a in args])
+    done = run_command("sagan_tf.train", *[a if not a.startswith("--steps") else f"--steps={killed_at + 10}" for a in args])
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"at step {killed_at}" in done.stderr
     assert tf.train.latest_checkpoint(ckpt_dir).endswith(f"ckpt-{killed_at + 10}")
@@ -601,7 +595,7 @@ def test_a_stop_signal_saves_the_last_step_and_exits_128_plus_its_number(tmp_pat
     args = [f"--workdir={workdir}", "--base_channels=8", "--z_dim=16", "--batch_size=8",
             "--steps=100000", "--checkpoint_every=100000", "--log_every=2",
             "--sample_every=100000", "--noexport"]
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+    env = dict(ENV, TF_CPP_MIN_LOG_LEVEL="2")  # the stop line among the usual stderr
     log = open(tmp_path / "stderr.txt", "w+")
     proc = subprocess.Popen([sys.executable, "-m", "sagan_tf.train", *args], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=log)
@@ -622,7 +616,7 @@ def test_a_stop_signal_saves_the_last_step_and_exits_128_plus_its_number(tmp_pat
     assert checkpoints.checkpoint_steps(str(workdir / "checkpoints")) == [step]
     assert not os.path.exists(tmp_path / "savedmodels")
     # The lock is released: the same command resumes from that step.
-    done = _train_cli(*[a if not a.startswith("--steps") else f"--steps={step + 2}" for a in args])
+    done = run_command("sagan_tf.train", *[a if not a.startswith("--steps") else f"--steps={step + 2}" for a in args])
     assert done.returncode == 0 and f"at step {step}" in done.stderr, done.stderr[-2000:]
 
 
