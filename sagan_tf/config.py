@@ -150,6 +150,9 @@ class DataConfig(_Section):
     manual_dir: Optional[str] = option(None, "TFDS manual-download directory.", resumable=True)
     crop: Optional[int] = option(None, "Center crop before resizing (celeb_a default 140).")
     folder_labels: bool = option(False, "Use class sub-folders of folder:PATH as labels.")
+    background: str = option("white", "Colour that transparent pixels of folder images (PNG "
+                             "and WebP with alpha) are composited onto: white, black, gray or "
+                             "#RRGGBB.")
     deterministic: bool = option(False, "Deterministic input order for TFDS datasets (mnist5k "
                                  "and folders are always read in a fixed, step-indexed order).",
         resumable=True)
@@ -166,6 +169,7 @@ class DataConfig(_Section):
         _at_least(self, ("train_subset",), 0)
         try:
             data.check_dataset_name(self.dataset)
+            data.parse_background(self.background)
         except data.DataError as e:
             _bad(str(e))
 
@@ -175,7 +179,8 @@ class DataConfig(_Section):
 
         kwargs = dict(data_dir=self.data_dir, manual_dir=self.manual_dir, crop=self.crop,
                       folder_labels=self.folder_labels, deterministic=self.deterministic,
-                      subset=self.train_subset if split == "train" and self.train_subset else None)
+                      subset=self.train_subset if split == "train" and self.train_subset else None,
+                      background=data.parse_background(self.background))
         kwargs.update(overrides)
         return data.DataSpec(self.dataset, image_size, channels, split=split, seed=seed, **kwargs)
 

@@ -39,6 +39,9 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 MNIST5K_HELDOUT = 500
 MNIST5K_SEED = 20180521  # fixed: the split is the same on every machine
 SUBSET_SEED = 1805  # fixed: a subset is the same images on every machine and every seed
+# Colours that --background accepts by name (otherwise #RRGGBB).
+BACKGROUND_NAMES = {"white": (255, 255, 255), "black": (0, 0, 0), "gray": (128, 128, 128),
+                    "grey": (128, 128, 128)}
 
 
 class DataError(ValueError):
@@ -66,6 +69,8 @@ class DataSpec:
         subset: read only this many images of the split (None: all): the first N in
             TFDS's order, or N drawn with the fixed seed `SUBSET_SEED` for mnist5k
             and folders; the same images whatever the training seed.
+        background: (r, g, b) in 0..255 that transparent pixels of folder images
+            (PNG and WebP with alpha) are composited onto.
     """
 
     dataset: str = "mnist5k"
@@ -81,6 +86,7 @@ class DataSpec:
     shuffle_buffer: int = 10_000
     cache_limit_mb: int = 2048
     subset: Optional[int] = None
+    background: tuple = BACKGROUND_NAMES["white"]
 
     def __post_init__(self):
         if self.image_size not in IMAGE_SIZES:
@@ -91,6 +97,18 @@ class DataSpec:
         check_dataset_name(self.dataset)
         if self.subset is not None and self.subset < 1:
             raise DataError(f"a subset needs at least one image; got {self.subset}")
+
+
+def parse_background(text):
+    """(r, g, b) of a --background value: a name in `BACKGROUND_NAMES` or `#RRGGBB`."""
+    value = str(text).strip().lower()
+    if value in BACKGROUND_NAMES:
+        return BACKGROUND_NAMES[value]
+    hex_digits = value[1:] if value.startswith("#") else value
+    if len(hex_digits) == 6 and all(c in "0123456789abcdef" for c in hex_digits):
+        return tuple(int(hex_digits[i:i + 2], 16) for i in (0, 2, 4))
+    raise DataError(f"background {text!r} is not a colour; use one of "
+                    f"{', '.join(BACKGROUND_NAMES)} or #RRGGBB (e.g. #ff8000)")
 
 
 def label_table(class_names):
@@ -197,10 +215,18 @@ SKIP_REASONS = {
 EXIF_ORIENTATION = 0x0112
 
 
+def _has_transparency(image):
+    """Whether a PIL image has a pixel that is not fully opaque."""
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        return image.convert("RGBA").getchannel("A").getextrema()[0] < 255
+    return False
+
+
 def _probe(path):
-    """(reason it is skipped or None, width, height, EXIF orientation) of an image
-    file, decoded by the decoder training uses. Anything but a regular file (or a
-    link to one) is refused without being opened, so a FIFO cannot block the scan.
+    """(reason it is skipped or None, width, height, EXIF orientation, transparent)
+    of an image file, decoded by the decoder training uses. Anything but a regular
+    file (or a link to one) is refused without being opened, so a FIFO cannot
+    block the scan.
 
     PIL reads more than TensorFlow does: a TIFF named .png, or a 1-bit BMP, pass
     PIL and crash training at the step that reads them. Palette BMPs decode in
@@ -213,22 +239,23 @@ def _probe(path):
     try:
         mode = os.stat(path).st_mode
     except OSError:
-        return ("broken link" if os.path.islink(path) else "undecodable"), 0, 0, 1
+        return ("broken link" if os.path.islink(path) else "undecodable"), 0, 0, 1, False
     if not stat.S_ISREG(mode):
-        return "not a regular file", 0, 0, 1
+        return "not a regular file", 0, 0, 1, False
     try:
         with Image.open(path) as image:
             image.load()
             if image.format == "BMP" and image.mode in ("P", "1"):
-                return "unsupported mode", 0, 0, 1
+                return "unsupported mode", 0, 0, 1, False
             orientation = int(image.getexif().get(EXIF_ORIENTATION, 1) or 1)
+            transparent = image.format in ("PNG", "WEBP") and _has_transparency(image)
         decoded = _decode_any(tf.io.read_file(os.fsencode(path)))
         height, width = int(decoded.shape[0]), int(decoded.shape[1])
         if decoded.shape[-1] != 3 or height <= 0 or width <= 0:
-            return "undecodable", 0, 0, 1
-        return None, width, height, orientation if 1 <= orientation <= 8 else 1
+            return "undecodable", 0, 0, 1, False
+        return None, width, height, orientation if 1 <= orientation <= 8 else 1, transparent
     except Exception:  # noqa: BLE001 - any decoder failure means unreadable
-        return "undecodable", 0, 0, 1
+        return "undecodable", 0, 0, 1, False
 
 
 def _printable(path, root):
@@ -269,6 +296,10 @@ def scan_folder(root, image_size, folder_labels=False):
         logging.warning("skipped %d file(s) in %s: %s (%s%s)", len(bad), root,
                         "; ".join(f"{n} {SKIP_REASONS[r]}" for r, n in counts.items()),
                         names, " ..." if len(bad) > 5 else "")
+    transparent = sum(probe[0] is None and probe[4] for probe in probes)
+    if transparent:
+        logging.info("%d image(s) in %s have transparent pixels; they are composited onto the "
+                     "--background colour (default white)", transparent, root)
     rotated = sum(o != 1 for o in orientations)
     if rotated:
         logging.info("%d image(s) in %s carry an EXIF orientation; they are turned upright",
@@ -339,15 +370,38 @@ def input_error(error, dataset):
     return None
 
 
-def _decode_any(data):
-    """Decodes jpeg/png/bmp/gif (tf.io.decode_image) and webp to uint8 HWC."""
+def composite(rgba, background):
+    """uint8 (H, W, 4) -> uint8 (H, W, 3): the image over an opaque `background`
+    colour, `(rgb * a + background * (255 - a)) / 255` rounded, in integers."""
+    rgba = tf.cast(rgba, tf.int32)
+    rgb, alpha = rgba[..., :3], rgba[..., 3:]
+    under = tf.constant(background, tf.int32) * (255 - alpha)
+    return tf.cast((rgb * alpha + under + 127) // 255, tf.uint8)
+
+
+def _decode_any(data, background=BACKGROUND_NAMES["white"]):
+    """Decodes a jpeg/png/bmp/gif (tf.io.decode_image) or webp file to uint8 (H, W, 3).
+
+    PNG (RGBA, gray + alpha, palette with a transparent colour) and WebP with an
+    alpha channel are composited onto `background`, so a transparent pixel looks
+    as it does in a viewer, not as whatever colour the file stores under it.
+    BMP's fourth byte is ignored (mostly padding, not alpha).
+    """
     is_webp = tf.logical_and(tf.strings.substr(data, 0, 4) == "RIFF",
                              tf.strings.substr(data, 8, 4) == "WEBP")
-    return tf.cond(
-        is_webp,
-        lambda: tf.image.decode_webp(data)[0, :, :, :3],  # (frames, H, W, 3 or 4)
-        lambda: tf.io.decode_image(data, channels=3, expand_animations=False),
-    )
+    is_png = tf.strings.substr(data, 0, 4) == b"\x89PNG"
+
+    def webp():
+        frame = tf.image.decode_webp(data)[0]  # (frames, H, W, 3 or 4) -> (H, W, 3 or 4)
+        return tf.cond(tf.shape(frame)[-1] == 4,
+                       lambda: composite(frame, background),
+                       lambda: frame[:, :, :3])
+
+    def png():
+        return composite(tf.io.decode_png(data, channels=4), background)  # alpha 255 if none
+
+    return tf.case([(is_webp, webp), (is_png, png)],
+                   default=lambda: tf.io.decode_image(data, channels=3, expand_animations=False))
 
 
 def _folder_source(spec):
@@ -358,7 +412,7 @@ def _folder_source(spec):
     def prepare(path, label, orientation):
         data = tf.io.read_file(path)
         with tf.control_dependencies([tf.debugging.Assert(_readable(data), [UNREADABLE, path])]):
-            image = _decode_any(tf.identity(data))
+            image = _decode_any(tf.identity(data), spec.background)
         image.set_shape([None, None, 3])
         image = upright(image, orientation)
         image = center_crop_resize(image, spec.image_size, spec.crop)
