@@ -17,8 +17,9 @@ Every run trains the flag file (`--flagfile`, a preset name or a path) with the
 variant's flags, `--dataset` if given and `--extra`, for equal steps (`--steps`),
 equal epochs (`--epochs`) or equal wall time (`--minutes`), in a fresh process,
 then scores its final generator (the EMA one when the recipe has it) once, with
-`--backbone`: the offline digit classifier on mnist5k (classifier FID/KID and
-class accuracy, comparable with each other only), `inception_graph` for FIDs
+`--backbone`: the offline classifier trained on the dataset itself, on mnist5k or
+a labelled folder (classifier FID/KID and class accuracy, comparable with each
+other only), `inception_graph` for FIDs
 comparable with papers (downloaded once). It exports the generator to measure
 its size. One JSON line per run goes to `--out`; at the end a Markdown table
 gives mean +- std per variant, with the generator's SavedModel size and G + D's
@@ -205,7 +206,8 @@ def parse_args(argv=None):
                         help="equal wall time: stop every run after this many minutes "
                              "(--steps or --epochs is then an upper bound; 0: off)")
     parser.add_argument("--backbone", default="classifier", choices=BACKBONES,
-                        help="feature network of the final evaluation (classifier: mnist5k only)")
+                        help="feature network of the final evaluation (classifier: trained on the "
+                             "dataset itself, mnist5k or a folder with class sub-folders)")
     parser.add_argument("--inception_graph", default=None,
                         help="classify_image_graph_def.pb (default: downloaded once)")
     parser.add_argument("--eval_every", type=int, default=0,

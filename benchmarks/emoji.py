@@ -32,8 +32,6 @@ PACKAGE = "emoji-datasource-google"
 IMAGES = "img/google/64"
 LEFT_OUT = ("Component",)
 
-FLAGS = flags.FLAGS
-
 
 class EmojiError(ValueError):
     """A package or output problem, reported as one line."""
@@ -68,7 +66,8 @@ def _unpacked(package, into):
                     m.name.endswith(("/emoji.json", "/LICENSE")) or f"/{IMAGES}/" in m.name)]
                 tar.extractall(into, members=members, filter="data")
         except (tarfile.TarError, OSError) as e:
-            raise EmojiError(f"{package} is not a readable .tgz: {e}") from None
+            raise EmojiError(f"{package} is not a readable .tgz: {' '.join(str(e).split())}") \
+                from None
         package = into
     for root in (package, os.path.join(package, "package")):
         if os.path.isfile(os.path.join(root, "emoji.json")):
@@ -128,6 +127,7 @@ def define_flags(flag_values):
 
 
 def main(argv):
+    FLAGS = flags.FLAGS
     if len(argv) > 1:
         sys.exit(f"error: unexpected arguments {argv[1:]}")
     out = FLAGS.out
@@ -145,5 +145,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    define_flags(FLAGS)
+    define_flags(flags.FLAGS)
     app.run(main)

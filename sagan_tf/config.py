@@ -299,7 +299,8 @@ class EvalConfig(_Section):
         resumable=True)
     eval_samples: int = option(1000, "Samples per periodic evaluation (at least 10).", resumable=True)
     eval_backbone: str = option("classifier", "Feature network of the periodic evaluation "
-                                "(classifier: mnist5k only).", BACKBONES,
+                                "(classifier: a CNN trained offline on the dataset itself, "
+                                "mnist5k or a folder with class sub-folders).", BACKBONES,
         resumable=True)
     inception_graph: Optional[str] = option(None, "Path of the FID Inception graph "
                                             "(classify_image_graph_def.pb) for "

@@ -35,7 +35,8 @@ def define_flags(flag_values):
     define("integer", "num_real", None, "Real samples (default: --num_samples, or the split).",
            lower_bound=4)
     define("enum", "backbone", "classifier", list(config.BACKBONES), "Feature network "
-           "(classifier: the mnist5k digit classifier, for --dataset=mnist5k only).")
+           "(classifier: a CNN trained offline on the dataset itself: mnist5k, or a folder "
+           "with class sub-folders).")
     define("string", "inception_graph", None, "Path of classify_image_graph_def.pb (default: downloaded once "
            "into the cache).")
     define("string", "keras_inception_weights", "imagenet", "Keras InceptionV3 weights.")
@@ -45,6 +46,8 @@ def define_flags(flag_values):
     define("integer", "seed", None, "Sampling seed (default: 0, or the run's with --workdir).",
            lower_bound=0, upper_bound=2**31 - 1)
     define("string", "data_dir", None, "TFDS data directory.")
+    define("string", "background", None, "Colour under transparent pixels of folder images "
+           "(default: white, or the run's with --workdir).")
 
 
 def _run_flags(FLAGS):
@@ -97,9 +100,11 @@ def main(argv):
         split = FLAGS.split or ("test" if dataset == "mnist5k" else "train")
         spec = data.DataSpec(dataset, size, 3, split=split,
                              data_dir=FLAGS.data_dir or run.get("data_dir"),
-                             crop=run.get("crop"), deterministic=True)
+                             crop=run.get("crop"), deterministic=True,
+                             background=data.parse_background(
+                                 FLAGS.background or run.get("background", "white")))
         backbone = backbones.get(FLAGS.backbone, FLAGS.inception_graph,
-                                 FLAGS.keras_inception_weights)
+                                 FLAGS.keras_inception_weights, data_spec=spec)
         real = evaluation.real_stats(backbone, spec, FLAGS.num_real or FLAGS.num_samples,
                                      FLAGS.batch_size)
         result = evaluation.evaluate(sample, backbone, real, FLAGS.num_samples,

@@ -51,7 +51,9 @@ def evaluate(sample_fn, backbone, real, num_samples, batch_size=100, kid_subsets
     Returns a dict: FID, KID, IS, precision and recall (k-th neighbour
     manifolds, `k`) and, for labelled samples scored by a backbone that
     classifies the dataset's classes, `class_accuracy` (the share of samples
-    of label y that the backbone reads as y; None otherwise). `warnings` lists
+    of label y that the backbone reads as y; None otherwise) beside
+    `real_class_accuracy`, the backbone's own accuracy on held-out real
+    images, which bounds what samples can reach. `warnings` lists
     what makes the numbers weaker (few samples).
     """
     def fake_batches():
@@ -87,7 +89,10 @@ def evaluate(sample_fn, backbone, real, num_samples, batch_size=100, kid_subsets
             "fid": round(metrics.fid(real, fake), 4), "kid": round(kid_mean, 6),
             "kid_std": round(kid_std, 6), "is": round(is_mean, 4), "is_std": round(is_std, 4),
             "precision": round(precision, 4), "recall": round(recall, 4),
-            "class_accuracy": accuracy, "num_real": real.n, "num_fake": fake.n,
+            "class_accuracy": accuracy,
+            "real_class_accuracy": getattr(backbone, "accuracy", None) if accuracy is not None
+            else None,
+            "num_real": real.n, "num_fake": fake.n,
             "warnings": warnings}
 
 

@@ -352,3 +352,67 @@ def test_folder_reads_any_file_name_and_skips_what_is_not_a_file(tmp_path, caplo
     assert "1 broken links" in caplog.text and "1 not regular files" in caplog.text
     images, _ = next(iter(data.input_fn(spec, 2, repeat=False)))
     assert images.shape == (2, 32, 32, 3)
+
+
+def _transparent_images(rng):
+    """{name: (PIL image, RGBA array a viewer composites)}: RGBA, gray + alpha and
+    palette PNGs and a WebP with alpha, whose transparent pixels store other colours."""
+    rgba = rng.integers(0, 256, (32, 32, 4), dtype=np.uint8)
+    rgba[:16, :, 3] = 0                 # fully transparent, a random colour stored under it
+    rgba[16:24, :, 3] = 255             # opaque
+    la = Image.fromarray(rgba[..., [0, 3]], "LA")
+    palette = Image.fromarray(rgba[..., :3]).convert("P", palette=Image.Palette.ADAPTIVE,
+                                                     colors=16)
+    palette.info["transparency"] = 3    # one palette colour is transparent
+    return {"rgba.png": Image.fromarray(rgba, "RGBA"), "la.png": la, "palette.png": palette,
+            "alpha.webp": Image.fromarray(rgba, "RGBA")}
+
+
+@pytest.mark.parametrize("background,colour", [("white", (255, 255, 255)),
+                                               ("#0a64c8", (10, 100, 200))])
+def test_transparent_pixels_are_composited_onto_the_background(tmp_path, caplog, background,
+                                                               colour):
+    """Training decodes each image with alpha to its composite over --background, the
+    colour a viewer shows, not the one the file stores under transparent pixels."""
+    from sagan_tf import config as config_lib
+
+    images = _transparent_images(np.random.default_rng(0))
+    root = tmp_path / "sprites"
+    root.mkdir()
+    expected = {}
+    for name, image in images.items():
+        kwargs = dict(lossless=True) if name.endswith(".webp") else {}
+        if name == "palette.png":
+            kwargs["transparency"] = 3
+        image.save(root / name, **kwargs)
+        rgba = np.asarray(Image.open(root / name).convert("RGBA")).astype(np.int64)
+        assert rgba[..., 3].min() == 0 and (rgba[..., 3] == 0).mean() < 1
+        composite = (rgba[..., :3] * rgba[..., 3:] + np.array(colour) * (255 - rgba[..., 3:])
+                     + 127) // 255
+        expected[name] = composite
+    Image.fromarray(expected["rgba.png"].astype(np.uint8)).save(root / "opaque.jpg", quality=100)
+    data._FOLDER_CACHE.clear()
+    config = config_lib.TrainConfig.from_flat(dataset=f"folder:{root}", background=background)
+    spec = config.data_spec()
+    assert spec.background == colour
+    with caplog.at_level(logging.INFO):
+        describe = data.describe(spec)
+    assert describe.num_examples == 5
+    assert "4 image(s)" in caplog.text and "transparent pixels" in caplog.text
+    paths, *_ = data.scan_folder(str(root), 32)
+    by_name = dict(zip([os.path.basename(os.fsdecode(p)) for p in paths],
+                       data.load_images(spec)[0]))
+    for name, composite in expected.items():
+        np.testing.assert_array_equal(by_name[name], composite, err_msg=name)
+    # The batches a training step reads ([-1, 1]) hold the same composites.
+    batch, _ = next(iter(data.input_fn(spec, 5, repeat=False)))
+    read = (batch.numpy() + 1) * 127.5
+    for name, composite in expected.items():
+        assert min(np.abs(r - composite).max() for r in read) < 0.5, name
+
+
+def test_background_values():
+    assert data.parse_background("White") == (255, 255, 255)
+    assert data.parse_background("#FF8000") == data.parse_background("ff8000") == (255, 128, 0)
+    with pytest.raises(data.DataError, match="background 'pink' is not a colour"):
+        data.parse_background("pink")

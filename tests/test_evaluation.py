@@ -144,7 +144,7 @@ def test_keras_inception_offline_error_and_plumbing(tmp_path):
 
 @pytest.fixture(scope="module")
 def classifier():
-    return backbones.MnistClassifier()  # cached under the session's XDG_CACHE_HOME
+    return backbones.DatasetClassifier()  # cached under the session's XDG_CACHE_HOME
 
 
 def test_mnist_classifier_feature_space(classifier):
@@ -169,7 +169,7 @@ def test_mnist_classifier_feature_space(classifier):
     # The cache is reused: a second load trains nothing and agrees.
     cached = [f for f in os.listdir(backbones.default_cache_dir()) if f.endswith(".keras")]
     assert len(cached) == 1
-    again = backbones.MnistClassifier()
+    again = backbones.DatasetClassifier()
     assert again.accuracy == classifier.accuracy
 
 
@@ -249,3 +249,107 @@ def test_evaluate_on_a_workdir_reproduces_the_runs_last_evaluation(tmp_path):
     assert again["model"] == f"{run} (step 4)" and again["num_real"] == ours["num_real"]
     for key in ("fid", "kid", "is", "precision", "recall", "class_accuracy"):
         np.testing.assert_allclose(again[key], ours[key], rtol=1e-4, atol=1e-6, err_msg=key)
+
+
+def _shapes_folder(root, per_class=25, seed=0):
+    """A labelled folder of three drawn classes (red discs, blue squares, green bars) of
+    random size and place on a transparent background, as RGBA PNGs."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:40, :40]
+    for name, colour in (("discs", (220, 30, 30)), ("squares", (30, 60, 220)),
+                         ("bars", (30, 180, 40))):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            cy, cx, r = rng.integers(14, 26), rng.integers(14, 26), rng.integers(6, 12)
+            if name == "discs":
+                mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+            elif name == "squares":
+                mask = (abs(yy - cy) <= r) & (abs(xx - cx) <= r)
+            else:
+                mask = (abs(yy - cy) <= r) & (abs(xx - cx) <= 2)
+            rgba = np.zeros((40, 40, 4), np.uint8)
+            rgba[..., :3] = rng.integers(0, 256, 3)  # the colour stored under transparency
+            rgba[mask] = (*colour, 255)
+            Image.fromarray(rgba, "RGBA").save(root / name / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    root = _shapes_folder(tmp_path_factory.mktemp("judge") / "shapes")
+    spec = data.DataSpec(f"folder:{root}", 32, 3)
+    cache = str(tmp_path_factory.mktemp("judge_cache"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(backbones.DatasetClassifier, "FOLDER_EPOCHS", 40)
+        judge = backbones.DatasetClassifier(spec, cache)
+    return root, spec, cache, judge
+
+
+def test_folder_classifier_trains_on_the_folder_and_separates_real_from_noise(shapes):
+    root, spec, _, judge = shapes
+    assert judge.class_names == ("bars", "discs", "squares")
+    assert judge.num_heldout == 15 and judge.accuracy >= 0.9  # 5 of 25 per class held out
+    images, labels, _ = data.load_images(data.DataSpec(spec.dataset, 32, 3, folder_labels=True))
+    images = images.astype(np.float32) / 127.5 - 1
+    train, heldout = backbones.heldout_split(labels, judge.HELDOUT, judge.SPLIT_SEED)
+
+    def stats(x):
+        s = metrics.FeatureStats(judge.feature_dim)
+        s.update(judge(x)[0])
+        return s
+
+    noise = np.random.default_rng(1).uniform(-1, 1, (60, 32, 32, 3)).astype(np.float32)
+    real_vs_real = metrics.fid(stats(images[heldout]), stats(images[train]))
+    real_vs_noise = metrics.fid(stats(noise), stats(images[train]))
+    # 15 held-out images for 128-d features: the floor itself is mostly small-sample bias.
+    assert real_vs_noise > 5 * real_vs_real
+    # Held-out real images as "samples": their class accuracy is the judge's own.
+    result = evaluation.evaluate(lambda n, o: (images[heldout][o:o + n], labels[heldout][o:o + n]),
+                                 judge, stats(images[train]), num_samples=15, kid_subsets=2,
+                                 kid_subset_size=10)
+    assert result["class_accuracy"] == pytest.approx(judge.accuracy, abs=1e-4)
+    assert result["real_class_accuracy"] == judge.accuracy
+    assert "folder shapes" in result["label"]
+
+
+def test_folder_classifier_is_cached_by_the_folder_content(shapes, monkeypatch):
+    from PIL import Image
+
+    root, spec, cache, judge = shapes
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(backbones, "_fit", no_training)
+    again = backbones.DatasetClassifier(spec, cache)
+    assert again.accuracy == judge.accuracy
+    images = np.random.default_rng(2).uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(again(images)[0], judge(images)[0], atol=1e-5)
+    # Another background composites other pixels: another classifier.
+    with pytest.raises(AssertionError, match="trained again"):
+        backbones.DatasetClassifier(data.DataSpec(spec.dataset, 32, 3, background=(0, 0, 0)),
+                                    cache)
+    # A changed image: another classifier.
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(root / "discs" / "0.png")
+    data._FOLDER_CACHE.clear()
+    with pytest.raises(AssertionError, match="trained again"):
+        backbones.DatasetClassifier(spec, cache)
+
+
+def test_folder_classifier_refuses_a_folder_without_classes_in_one_line(tmp_path):
+    from PIL import Image
+
+    for folder in ("flat", "one/only"):
+        (tmp_path / folder).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(tmp_path / folder / f"{i}.png")
+    with pytest.raises(backbones.BackboneError, match="class sub-folders: .* has no class "
+                                                      "sub-folders .*use inception_graph"):
+        backbones.DatasetClassifier(data.DataSpec(f"folder:{tmp_path / 'flat'}", 32, 3))
+    with pytest.raises(backbones.BackboneError, match="one class sub-folder \\(only\\)"):
+        backbones.DatasetClassifier(data.DataSpec(f"folder:{tmp_path / 'one'}", 32, 3))
+    with pytest.raises(backbones.BackboneError, match="not cifar10"):
+        backbones.check_fits("classifier", "cifar10")
+    backbones.check_fits("classifier", f"folder:{tmp_path}")

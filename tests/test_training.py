@@ -243,7 +243,7 @@ def test_every_flag_preset_parses_and_builds(flagfile):
                           r"\[4, 8, 16\]; received 7", run_main),
     (["--preset=dcgan_48"], "--preset='dcgan_48' is unknown", run_main),
     (["--dataset=cifar10", "--eval_every=10"],
-     "classifier backbone is the mnist5k digit classifier", run_main),
+     "classifier backbone is trained on the dataset it scores", run_main),
     (["--strategy=mirrored", "--num_cpu_devices=2", "--batch_size=7"],
      "batch size 7 must be a positive multiple of the number of replicas", run_command),
     (["--augment=translation,flip"], "--augment: unknown augmentation 'flip'", run_main),
