@@ -333,11 +333,13 @@ class DatasetClassifier:
         except data.DataError as e:
             raise BackboneError(f"the classifier backbone learns from the folder's class "
                                 f"sub-folders: {e}; use inception_graph for a folder without "
-                                "classes") from None
+                                "classes (or --eval_every=0: training without evaluation)") \
+                from None
         if len(classes) < 2:
             raise BackboneError(f"image folder {root!r} has one class sub-folder "
                                 f"({classes[0]}); the classifier backbone needs two or more to "
-                                "learn features (or use inception_graph)")
+                                "learn features (use inception_graph, or --eval_every=0: "
+                                "training without evaluation)")
         self.class_names = tuple(classes)
         digest = hashlib.sha256(json.dumps(dict(
             recipe=2, epochs=self.FOLDER_EPOCHS, heldout=self.HELDOUT, seed=seed,

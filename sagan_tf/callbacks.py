@@ -236,11 +236,14 @@ EVAL_DESCRIPTIONS = {
 
 
 def format_result(result):
-    """`fid 12.3 kid 0.0040 is 8.91 precision 0.81 recall 0.62 class_accuracy 0.97`."""
+    """`fid 12.3 kid 0.0040 is 8.91 precision 0.81 recall 0.62 class_accuracy 0.95 (real
+    0.97)`: the classifier's accuracy on held-out real images in brackets."""
     parts = [f"fid {result['fid']:.2f}", f"kid {result['kid']:.4f}", f"is {result['is']:.2f}",
              f"precision {result['precision']:.3f}", f"recall {result['recall']:.3f}"]
     if result.get("class_accuracy") is not None:
         parts.append(f"class_accuracy {result['class_accuracy']:.3f}")
+        if result.get("real_class_accuracy") is not None:
+            parts.append(f"(real {result['real_class_accuracy']:.3f})")
     return " ".join(parts)
 
 

@@ -1,4 +1,4 @@
-"""Stand-ins for files no test machine can download."""
+"""Stand-ins for files no test machine can download, and small made-up image folders."""
 
 import numpy as np
 import tensorflow as tf
@@ -27,3 +27,28 @@ def stand_in_graph(path, names=("ExpandDims", "pool_3", "softmax/weights", "soft
     with open(path, "wb") as f:
         f.write(graph.as_graph_def().SerializeToString())
     return path
+
+
+def shapes_folder(root, per_class=25, seed=0):
+    """A labelled folder of three drawn classes (red discs, blue squares, green bars) of
+    random size and place on a transparent background, as RGBA PNGs."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:40, :40]
+    for name, colour in (("discs", (220, 30, 30)), ("squares", (30, 60, 220)),
+                         ("bars", (30, 180, 40))):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            cy, cx, r = rng.integers(14, 26), rng.integers(14, 26), rng.integers(6, 12)
+            if name == "discs":
+                mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+            elif name == "squares":
+                mask = (abs(yy - cy) <= r) & (abs(xx - cx) <= r)
+            else:
+                mask = (abs(yy - cy) <= r) & (abs(xx - cx) <= 2)
+            rgba = np.zeros((40, 40, 4), np.uint8)
+            rgba[..., :3] = rng.integers(0, 256, 3)  # the colour stored under transparency
+            rgba[mask] = (*colour, 255)
+            Image.fromarray(rgba, "RGBA").save(root / name / f"{i}.png")
+    return root

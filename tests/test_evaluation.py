@@ -9,7 +9,7 @@ from sagan_tf import backbones, evaluation, metrics, serving
 from sagan_tf import data
 from sagan_tf.models import DCGANGenerator
 from tests.commands import run_command, run_main
-from tests.stand_ins import B, P, W, stand_in_graph as _stand_in_graph
+from tests.stand_ins import B, P, W, shapes_folder, stand_in_graph as _stand_in_graph
 
 
 def test_inception_graph_loading_and_preprocessing(tmp_path):
@@ -251,34 +251,9 @@ def test_evaluate_on_a_workdir_reproduces_the_runs_last_evaluation(tmp_path):
         np.testing.assert_allclose(again[key], ours[key], rtol=1e-4, atol=1e-6, err_msg=key)
 
 
-def _shapes_folder(root, per_class=25, seed=0):
-    """A labelled folder of three drawn classes (red discs, blue squares, green bars) of
-    random size and place on a transparent background, as RGBA PNGs."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:40, :40]
-    for name, colour in (("discs", (220, 30, 30)), ("squares", (30, 60, 220)),
-                         ("bars", (30, 180, 40))):
-        (root / name).mkdir(parents=True)
-        for i in range(per_class):
-            cy, cx, r = rng.integers(14, 26), rng.integers(14, 26), rng.integers(6, 12)
-            if name == "discs":
-                mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
-            elif name == "squares":
-                mask = (abs(yy - cy) <= r) & (abs(xx - cx) <= r)
-            else:
-                mask = (abs(yy - cy) <= r) & (abs(xx - cx) <= 2)
-            rgba = np.zeros((40, 40, 4), np.uint8)
-            rgba[..., :3] = rng.integers(0, 256, 3)  # the colour stored under transparency
-            rgba[mask] = (*colour, 255)
-            Image.fromarray(rgba, "RGBA").save(root / name / f"{i}.png")
-    return root
-
-
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory):
-    root = _shapes_folder(tmp_path_factory.mktemp("judge") / "shapes")
+    root = shapes_folder(tmp_path_factory.mktemp("judge") / "shapes")
     spec = data.DataSpec(f"folder:{root}", 32, 3)
     cache = str(tmp_path_factory.mktemp("judge_cache"))
     with pytest.MonkeyPatch.context() as patch:

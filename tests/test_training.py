@@ -734,3 +734,29 @@ def test_mixed_bfloat16_keeps_state_in_float32_and_steps_close_to_float32():
     for key in ("d_loss", "g_loss"):
         np.testing.assert_allclose(losses["mixed_bfloat16"][key], losses["float32"][key],
                                    rtol=0.05, atol=0.02, err_msg=key)
+
+
+def test_the_colour_flag_file_trains_a_labelled_folder_scored_by_its_own_classifier(tmp_path):
+    """`--flagfile=colour_32 --dataset=folder:PATH --folder_labels --conditional` at tiny
+    size: the folder classifier trains, scores the run (class accuracy beside its own),
+    and the time-limited run ends exported."""
+    from tests.stand_ins import shapes_folder
+
+    root = shapes_folder(tmp_path / "shapes", per_class=12)
+    flag_values = absl_flags.FlagValues()
+    config_lib.define_flags(flag_values)
+    flag_values(["train", f"--flagfile={ROOT}/flags/colour_32.flags",
+                 f"--dataset=folder:{root}", "--folder_labels", "--conditional"])
+    config = config_lib.TrainConfig.from_flags(flag_values)
+    assert config.run.max_minutes == 90 and config.model.channels == 3
+    config = config.replace(base_channels=8, z_dim=16, batch_size=8, steps=4, log_every=2,
+                            sample_every=4, checkpoint_every=4, eval_every=4, eval_samples=24,
+                            ema_start=0, workdir=str(tmp_path / "run"),
+                            export_dir=str(tmp_path / "savedmodels"))
+    result = training.run(config)
+    evaluation = result["logs"]["evaluation"]
+    assert evaluation["backbone"] == "classifier" and "folder shapes" in evaluation["label"]
+    assert 0 <= evaluation["class_accuracy"] <= 1
+    assert 0.5 < evaluation["real_class_accuracy"] <= 1
+    assert "(real " in callbacks.format_result(evaluation)
+    assert os.path.isdir(os.path.join(result["export"], "variables"))
