@@ -261,7 +261,7 @@ class DatasetClassifier:
     comparable_with_papers = False
     feature_dim = 128
     classifies_dataset = True  # its logits are the dataset's classes: class accuracy applies
-    FOLDER_EPOCHS = 40
+    FOLDER_EPOCHS = 80
     HELDOUT = 0.2
     SPLIT_SEED = 29
 

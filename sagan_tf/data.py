@@ -317,6 +317,13 @@ def scan_folder(root, image_size, folder_labels=False):
             raise DataError(f"image folder {root!r} has no class sub-folders (folder_labels is set)")
         index = {c: i for i, c in enumerate(classes)}
         keep = [i for i, r in enumerate(rel) if len(r) > 1]
+        outside = [good[i] for i, r in enumerate(rel) if len(r) == 1]
+        if outside:
+            logging.warning("left out %d image(s) directly in %s, outside the class sub-folders "
+                            "that --folder_labels reads (%s%s); move them into a class "
+                            "sub-folder to train on them", len(outside), root,
+                            ", ".join(_printable(p, root) for p in outside[:5]),
+                            " ..." if len(outside) > 5 else "")
         good = [good[i] for i in keep]
         orientations = [orientations[i] for i in keep]
         labels = [index[rel[i][0]] for i in keep]

@@ -416,3 +416,16 @@ def test_background_values():
     assert data.parse_background("#FF8000") == data.parse_background("ff8000") == (255, 128, 0)
     with pytest.raises(data.DataError, match="background 'pink' is not a colour"):
         data.parse_background("pink")
+
+
+def test_folder_labels_name_the_images_they_leave_out(tmp_path, caplog):
+    rng = np.random.default_rng(0)
+    for name in ("cats/a.png", "dogs/b.png", "loose.png", "also loose.jpg"):
+        _write(str(tmp_path / "pets" / name), rng.integers(0, 255, (40, 40, 3), np.uint8),
+               "JPEG" if name.endswith(".jpg") else "PNG")
+    data._FOLDER_CACHE.clear()
+    caplog.set_level(logging.WARNING)
+    info = data.describe(data.DataSpec(f"folder:{tmp_path / 'pets'}", 32, 3, folder_labels=True))
+    assert info.num_examples == 2 and info.class_names == ("cats", "dogs")
+    assert "left out 2 image(s) directly in" in caplog.text
+    assert "also loose.jpg, loose.png" in caplog.text
