@@ -60,8 +60,8 @@ VARIANTS = {
     "lecam": ("LeCam regularization, weight 0.3", lambda c: ["--lecam_weight=0.3"]),
     "ada_lecam": ("ADA and LeCam", lambda c: ["--augment=ada", "--lecam_weight=0.3"]),
 }
-METRICS = ("fid", "kid", "precision", "recall", "class_accuracy", "is", "img_per_s", "steps",
-           "export_mb", "g_d_mb")
+METRICS = ("fid", "kid", "precision", "recall", "class_accuracy", "mirror_gap",
+           "real_mirror_gap", "is", "img_per_s", "steps", "export_mb", "g_d_mb")
 
 
 def base_config(flagfile, dataset, extra):
@@ -103,8 +103,7 @@ def run_flags(variant, seed, steps, args, base, argv, workdir):
              f"--log_every={args.log_every}"]
     if args.inception_graph:
         flags.append(f"--inception_graph={args.inception_graph}")
-    if args.minutes:
-        flags.append(f"--max_minutes={args.minutes}")
+    flags.append(f"--max_minutes={args.minutes}")  # 0: equal steps, whatever the flag file says
     return flags
 
 
@@ -150,7 +149,7 @@ def run_one(variant, seed, steps, args, base, argv, workroot):
     with open(os.path.join(workdir, "summary.json")) as f:
         summary = json.load(f)
     evaluation = summary["evaluation"]
-    return {"variant": variant, "seed": seed, "steps": summary["step"],
+    row = {"variant": variant, "seed": seed, "steps": summary["step"],
             "dataset": base.data.dataset, "backbone": args.backbone,
             "minutes": args.minutes, "flags": argv,
             "workdir": workdir if args.keep_workdirs else None,
@@ -159,7 +158,13 @@ def run_one(variant, seed, steps, args, base, argv, workroot):
             "export_mb": _megabytes(os.path.join(workdir, "export")),
             "g_d_mb": round(sum(summary["float32_bytes"].values()) / 2**20, 2),
             **{k: evaluation.get(k) for k in ("fid", "kid", "is", "precision", "recall",
-                                              "class_accuracy")}}
+                                              "class_accuracy", "mirror_gap", "real_mirror_gap",
+                                              "mirror_gap_by_class")}}
+    if args.mirror_class is not None:
+        by_class = evaluation.get("mirror_gap_by_class") or {}
+        row["mirror_gap"], row["real_mirror_gap"] = by_class.get(
+            str(args.mirror_class), [None, None])
+    return row
 
 
 def table(rows, variants):
@@ -174,9 +179,9 @@ def table(rows, variants):
                 cells.append("-")
                 continue
             mean, std = float(np.mean(values)), float(np.std(values))
-            digits = 4 if key == "kid" else (3 if key in ("precision", "recall",
-                                                          "class_accuracy") else
-                                             (2 if key.endswith("_mb") else 1))
+            digits = (4 if key in ("kid", "mirror_gap", "real_mirror_gap") else
+                      3 if key in ("precision", "recall", "class_accuracy") else
+                      2 if key.endswith("_mb") else 1)
             cells.append(f"{mean:.{digits}f}" + (f" +- {std:.{digits}f}" if len(values) > 1
                                                  else ""))
         lines.append(f"| {variant} (n={len(mine)}) | " + " | ".join(cells) + " |")
@@ -216,6 +221,9 @@ def parse_args(argv=None):
     parser.add_argument("--eval_samples", type=int, default=2000,
                         help="generated samples of each final evaluation")
     parser.add_argument("--log_every", type=int, default=500, help="steps between progress lines")
+    parser.add_argument("--mirror_class", default=None,
+                        help="class name (folder sub-folder) whose samples' and real images' "
+                             "mirror gap the table shows, e.g. smileys_emotion (default: all)")
     parser.add_argument("--extra", default="", help="more sagan-train flags, space-separated")
     parser.add_argument("--out", default=None, help="JSON lines file (appended)")
     parser.add_argument("--keep_workdirs", default=None, metavar="DIR",
@@ -245,6 +253,12 @@ def main(argv=None):
         backbones.check_fits(args.backbone, base.data.dataset)
         steps = (steps_for_epochs(base, args.epochs) if args.epochs
                  else args.steps or base.training.steps)
+        if args.mirror_class is not None:
+            names = data.describe(base.data_spec()).class_names
+            if args.mirror_class not in names:
+                raise data.DataError(f"--mirror_class={args.mirror_class} is not a class of "
+                                     f"{base.data.dataset} ({', '.join(names) or 'no classes'})")
+            args.mirror_class = names.index(args.mirror_class)
     except (ConfigError, flagfiles.UnknownFlagFile, backbones.BackboneError,
             data.DataError) as e:
         parser.exit(2, f"error: {e}\n")

@@ -101,6 +101,7 @@ def main(argv):
         spec = data.DataSpec(dataset, size, 3, split=split,
                              data_dir=FLAGS.data_dir or run.get("data_dir"),
                              crop=run.get("crop"), deterministic=True,
+                             folder_labels=bool(run.get("folder_labels", False)),
                              background=data.parse_background(
                                  FLAGS.background or run.get("background", "white")))
         backbone = backbones.get(FLAGS.backbone, FLAGS.inception_graph,

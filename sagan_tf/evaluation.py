@@ -18,6 +18,7 @@ def _stream(batches, backbone, num, inception_score=None, predictions=None):
         images = images[:num - stats.n]
         features, logits = backbone(images)
         stats.update(features)
+        stats.mirror.update(images, None if labels is None else np.asarray(labels)[:len(images)])
         if inception_score is not None:
             inception_score.update(logits)
         if predictions is not None and labels is not None:
@@ -53,7 +54,10 @@ def evaluate(sample_fn, backbone, real, num_samples, batch_size=100, kid_subsets
     classifies the dataset's classes, `class_accuracy` (the share of samples
     of label y that the backbone reads as y; None otherwise) beside
     `real_class_accuracy`, the backbone's own accuracy on held-out real
-    images, which bounds what samples can reach. `warnings` lists
+    images, which bounds what samples can reach; `mirror_gap` and
+    `real_mirror_gap`, the samples' and the real images' mean distance from their
+    mirror images (`metrics.MirrorGap`), and, when both carry the same labels,
+    `mirror_gap_by_class` ({label: [samples, real]}). `warnings` lists
     what makes the numbers weaker (few samples).
     """
     def fake_batches():
@@ -90,10 +94,20 @@ def evaluate(sample_fn, backbone, real, num_samples, batch_size=100, kid_subsets
             "kid_std": round(kid_std, 6), "is": round(is_mean, 4), "is_std": round(is_std, 4),
             "precision": round(precision, 4), "recall": round(recall, 4),
             "class_accuracy": accuracy,
+            "mirror_gap": _rounded(fake.mirror.mean()),
+            "real_mirror_gap": _rounded(real.mirror.mean()),
+            "mirror_gap_by_class": {
+                label: [_rounded(fake.mirror.mean(label)), _rounded(real.mirror.mean(label))]
+                for label in sorted(fake.mirror.counts) if label in real.mirror.counts}
+            if predictions and len(real.mirror.counts) > 1 else None,
             "real_class_accuracy": getattr(backbone, "accuracy", None) if accuracy is not None
             else None,
             "num_real": real.n, "num_fake": fake.n,
             "warnings": warnings}
+
+
+def _rounded(value, digits=4):
+    return None if value is None else round(value, digits)
 
 
 def _sample_labels(n, num_classes, seed, offset):

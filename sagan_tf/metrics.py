@@ -21,6 +21,7 @@ class FeatureStats:
 
     def __init__(self, dim, kid_max_samples=10_000, seed=0):
         self.dim = dim
+        self.mirror = MirrorGap()  # of the images whose features these are (evaluation fills it)
         self.n = 0
         self.sum = np.zeros(dim, np.float64)
         self.outer = np.zeros((dim, dim), np.float64)
@@ -59,6 +60,31 @@ class FeatureStats:
     @property
     def kid_features(self):
         return self.reservoir[:min(self.n, self.kid_max_samples)]
+
+
+class MirrorGap:
+    """Streaming mean of each image's distance from its own mirror image, per label:
+    mean |x - x mirrored left-right| over pixels and channels, over the [-1, 1] range's
+    width (0: mirror-symmetric; faces are nearly so). A long-range structure that a
+    generator must get right across the whole image, which FD need not see."""
+
+    def __init__(self):
+        self.sums, self.counts = {}, {}
+
+    def update(self, images, labels=None):
+        images = np.asarray(images, np.float64)
+        gaps = np.abs(images - images[:, :, ::-1]).mean(axis=(1, 2, 3)) / 2.0  # (B,)
+        labels = np.zeros(len(gaps), np.int64) if labels is None else np.asarray(labels)
+        for label in np.unique(labels):
+            chosen = gaps[labels == label]
+            self.sums[int(label)] = self.sums.get(int(label), 0.0) + float(chosen.sum())
+            self.counts[int(label)] = self.counts.get(int(label), 0) + len(chosen)
+
+    def mean(self, label=None):
+        """The mean gap over every image, or over those of `label` (None if none)."""
+        keys = list(self.sums) if label is None else [label]
+        n = sum(self.counts.get(k, 0) for k in keys)
+        return sum(self.sums.get(k, 0.0) for k in keys) / n if n else None
 
 
 def _sqrt_psd(matrix):

@@ -380,7 +380,7 @@ class Trainer:
         config, e = self.config, self.config.eval
         split = "test" if config.data.dataset == "mnist5k" else "train"
         spec = config.data.spec(config.image_size, 3, split=split, manual_dir=None,
-                                folder_labels=False, deterministic=True, subset=None)
+                                deterministic=True, subset=None)
         backbone = backbones.get(e.eval_backbone, e.inception_graph, data_spec=spec)
         real = evaluation.real_stats(backbone, spec, e.eval_samples)
         best = tf.train.CheckpointManager(checkpoints.make_checkpoint(self.gan),

@@ -84,7 +84,7 @@ def test_the_compare_protocol_help_and_bad_input(capsys):
         compare.main(["--dataset=cifar10"])
     assert bad.value.code == 2
     assert capsys.readouterr().err.startswith(
-        "error: --eval_backbone: the classifier backbone is the mnist5k digit classifier")
+        "error: --eval_backbone: the classifier backbone is trained on the dataset it scores")
 
 
 def _compare_in_process(tmp_path, capsys, *args):

@@ -395,7 +395,7 @@ def test_transparent_pixels_are_composited_onto_the_background(tmp_path, caplog,
     config = config_lib.TrainConfig.from_flat(dataset=f"folder:{root}", background=background)
     spec = config.data_spec()
     assert spec.background == colour
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="absl"):
         describe = data.describe(spec)
     assert describe.num_examples == 5
     assert "4 image(s)" in caplog.text and "transparent pixels" in caplog.text

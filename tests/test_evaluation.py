@@ -224,14 +224,15 @@ def test_evaluate_end_to_end_on_a_tiny_exported_model(classifier, tmp_path):
     assert bad.returncode != 0 and bad.stderr.strip().splitlines()[-1].startswith("error: Inception graph file")
 
 
-def test_evaluate_refuses_the_digit_classifier_for_other_data(tmp_path):
-    proc = run_command("sagan_tf.evaluate", f"--model={tmp_path}", f"--dataset=folder:{tmp_path}",
+def test_evaluate_refuses_the_classifier_for_data_it_cannot_learn_offline(tmp_path):
+    proc = run_command("sagan_tf.evaluate", f"--model={tmp_path}", "--dataset=cifar10",
                        timeout=300)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
-        f"error: the classifier backbone is the mnist5k digit classifier and scores mnist5k "
-        f"only, not folder:{tmp_path}; use one of ['inception_graph', 'keras_inception'] "
-        "(inception_graph for FIDs comparable with papers)"]
+        "error: the classifier backbone is trained on the dataset it scores and reads mnist5k "
+        "and labelled folders (folder:PATH with class sub-folders) only, not cifar10; use one "
+        "of ['inception_graph', 'keras_inception'] (inception_graph for FIDs comparable with "
+        "papers)"]
 
 
 def test_evaluate_on_a_workdir_reproduces_the_runs_last_evaluation(tmp_path):
@@ -256,9 +257,7 @@ def shapes(tmp_path_factory):
     root = shapes_folder(tmp_path_factory.mktemp("judge") / "shapes")
     spec = data.DataSpec(f"folder:{root}", 32, 3)
     cache = str(tmp_path_factory.mktemp("judge_cache"))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(backbones.DatasetClassifier, "FOLDER_EPOCHS", 40)
-        judge = backbones.DatasetClassifier(spec, cache)
+    judge = backbones.DatasetClassifier(spec, cache)
     return root, spec, cache, judge
 
 

@@ -135,3 +135,18 @@ def test_precision_recall_needs_k_plus_one_samples_and_accuracy_needs_labels():
     assert metrics.class_accuracy(logits, [1, 0, 0]) == pytest.approx(2 / 3)
     with pytest.raises(metrics.MetricError, match="one label per sample"):
         metrics.class_accuracy(logits, [1, 0])
+
+
+def test_mirror_gap_is_the_mean_distance_from_the_mirror_image_per_label():
+    from sagan_tf.metrics import MirrorGap
+
+    symmetric = np.tile(np.array([-1, 0.5, 0.5, -1], np.float32)[None, None, :, None],
+                        (2, 3, 1, 3))                            # (2, 3, 4, 3), even rows
+    ramp = np.tile(np.linspace(-1, 1, 4, dtype=np.float32)[None, None, :, None], (1, 3, 1, 3))
+    gap = MirrorGap()
+    gap.update(np.concatenate([symmetric, ramp]), labels=[0, 0, 1])
+    # The ramp's mirror differs by |x - (-x)| = 2|x|: mean 2 * (1 + 1/3 + 1/3 + 1) / 4, over 2.
+    assert gap.mean(0) == 0.0
+    assert gap.mean(1) == pytest.approx((1 + 1 / 3 + 1 / 3 + 1) / 4)
+    assert gap.mean() == pytest.approx(gap.mean(1) / 3)
+    assert gap.mean(7) is None
