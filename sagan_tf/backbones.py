@@ -403,11 +403,27 @@ def check_fits(name, dataset):
                             "(inception_graph for FIDs comparable with papers)")
 
 
-def get(name, inception_graph=None, keras_weights="imagenet", cache_dir=None, data_spec=None):
-    """The backbone `name`; the classifier is trained on `data_spec`'s dataset
-    (default: mnist5k)."""
+def get(name, inception_graph=None, keras_weights="imagenet", cache_dir=None, data_spec=None,
+        classifier_dataset=None):
+    """The backbone `name`. The classifier is trained on `data_spec`'s dataset (default:
+    mnist5k), or on `classifier_dataset` read with `data_spec`'s settings; then its
+    classes are not the scored data's, and it reports no class accuracy."""
     if name == "classifier":
-        return DatasetClassifier(data_spec, cache_dir)
+        import dataclasses
+
+        from sagan_tf import data
+
+        spec = data_spec or data.DataSpec("mnist5k", 32, 1)
+        if classifier_dataset and classifier_dataset != spec.dataset:
+            try:
+                spec = dataclasses.replace(spec, dataset=classifier_dataset)
+            except data.DataError as e:
+                raise BackboneError(f"classifier dataset: {e}") from None
+            check_fits(name, classifier_dataset)
+            classifier = DatasetClassifier(spec, cache_dir)
+            classifier.classifies_dataset = False
+            return classifier
+        return DatasetClassifier(spec, cache_dir)
     if name == "inception_graph":
         return InceptionGraph(inception_graph)
     if name == "keras_inception":

@@ -302,6 +302,10 @@ class EvalConfig(_Section):
                                 "(classifier: a CNN trained offline on the dataset itself, "
                                 "mnist5k or a folder with class sub-folders).", BACKBONES,
         resumable=True)
+    eval_classifier_dataset: Optional[str] = option(
+        None, "Train the classifier backbone on this labelled dataset (folder:PATH with class "
+        "sub-folders, or mnist5k) instead of the run's, e.g. the whole folder a one-class "
+        "subset came from; class accuracy is then not reported.", resumable=True)
     inception_graph: Optional[str] = option(None, "Path of the FID Inception graph "
                                             "(classify_image_graph_def.pb) for "
                                             "--eval_backbone=inception_graph (default: "
@@ -426,7 +430,8 @@ class TrainConfig:
             from sagan_tf import backbones
 
             try:
-                backbones.check_fits(self.eval.eval_backbone, self.data.dataset)
+                backbones.check_fits(self.eval.eval_backbone, self.eval.eval_classifier_dataset
+                                     or self.data.dataset)
             except backbones.BackboneError as e:
                 _bad(f"--eval_backbone: {e}")
         if self.data.folder_labels and not self.model.conditional:

@@ -37,6 +37,10 @@ def define_flags(flag_values):
     define("enum", "backbone", "classifier", list(config.BACKBONES), "Feature network "
            "(classifier: a CNN trained offline on the dataset itself: mnist5k, or a folder "
            "with class sub-folders).")
+    define("string", "classifier_dataset", None, "Train the classifier backbone on this "
+           "labelled dataset instead of --dataset (e.g. the whole folder a one-class subset "
+           "came from); class accuracy is then not reported (default: the run's "
+           "--eval_classifier_dataset with --workdir).")
     define("string", "inception_graph", None, "Path of classify_image_graph_def.pb (default: downloaded once "
            "into the cache).")
     define("string", "keras_inception_weights", "imagenet", "Keras InceptionV3 weights.")
@@ -95,7 +99,8 @@ def main(argv):
     try:
         run = _run_flags(FLAGS)
         dataset = FLAGS.dataset or run.get("dataset", "mnist5k")
-        backbones.check_fits(FLAGS.backbone, dataset)
+        classifier_dataset = FLAGS.classifier_dataset or run.get("eval_classifier_dataset")
+        backbones.check_fits(FLAGS.backbone, classifier_dataset or dataset)
         sample, size, kid, source = _sampler(FLAGS, run)
         split = FLAGS.split or ("test" if dataset == "mnist5k" else "train")
         spec = data.DataSpec(dataset, size, 3, split=split,
@@ -105,7 +110,8 @@ def main(argv):
                              background=data.parse_background(
                                  FLAGS.background or run.get("background", "white")))
         backbone = backbones.get(FLAGS.backbone, FLAGS.inception_graph,
-                                 FLAGS.keras_inception_weights, data_spec=spec)
+                                 FLAGS.keras_inception_weights, data_spec=spec,
+                                 classifier_dataset=classifier_dataset)
         real = evaluation.real_stats(backbone, spec, FLAGS.num_real or FLAGS.num_samples,
                                      FLAGS.batch_size)
         result = evaluation.evaluate(sample, backbone, real, FLAGS.num_samples,

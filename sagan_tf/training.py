@@ -381,7 +381,8 @@ class Trainer:
         split = "test" if config.data.dataset == "mnist5k" else "train"
         spec = config.data.spec(config.image_size, 3, split=split, manual_dir=None,
                                 deterministic=True, subset=None)
-        backbone = backbones.get(e.eval_backbone, e.inception_graph, data_spec=spec)
+        backbone = backbones.get(e.eval_backbone, e.inception_graph, data_spec=spec,
+                                 classifier_dataset=e.eval_classifier_dataset)
         real = evaluation.real_stats(backbone, spec, e.eval_samples)
         best = tf.train.CheckpointManager(checkpoints.make_checkpoint(self.gan),
                                           os.path.join(self.workdir, "best"), max_to_keep=1)

@@ -327,3 +327,23 @@ def test_folder_classifier_refuses_a_folder_without_classes_in_one_line(tmp_path
     with pytest.raises(backbones.BackboneError, match="not cifar10"):
         backbones.check_fits("classifier", "cifar10")
     backbones.check_fits("classifier", f"folder:{tmp_path}")
+
+
+def test_a_one_class_folder_is_scored_by_the_classifier_of_the_folder_it_came_from(shapes,
+                                                                                   tmp_path):
+    import shutil
+
+    root, spec, cache, judge = shapes
+    shutil.copytree(root / "discs", tmp_path / "discs_only" / "discs")
+    scored = data.DataSpec(f"folder:{tmp_path / 'discs_only'}", 32, 3)
+    borrowed = backbones.get("classifier", data_spec=scored, cache_dir=cache,
+                             classifier_dataset=spec.dataset)
+    assert borrowed.class_names == judge.class_names and not borrowed.classifies_dataset
+    real = evaluation.real_stats(borrowed, scored, 25)
+    images, _, _ = data.load_images(scored)
+    result = evaluation.evaluate(lambda n, o: (images[o:o + n] / 127.5 - 1, np.zeros(n, int)),
+                                 borrowed, real, num_samples=25, kid_subsets=2, kid_subset_size=10)
+    assert result["class_accuracy"] is None and result["fid"] < 1e-3
+    assert result["mirror_gap"] == result["real_mirror_gap"] > 0
+    with pytest.raises(backbones.BackboneError, match="not cifar10"):
+        backbones.get("classifier", data_spec=scored, classifier_dataset="cifar10")
