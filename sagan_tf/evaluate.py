@@ -97,6 +97,7 @@ def main(argv):
     FLAGS = flags.FLAGS
     cli.check_no_arguments(argv)
     try:
+        sampling.check_truncation(FLAGS.truncation)
         run = _run_flags(FLAGS)
         dataset = FLAGS.dataset or run.get("dataset", "mnist5k")
         classifier_dataset = FLAGS.classifier_dataset or run.get("eval_classifier_dataset")

@@ -42,6 +42,7 @@ def main(argv):
     FLAGS = flags.FLAGS
     cli.check_no_arguments(argv)
     try:
+        sampling.check_truncation(FLAGS.truncation)  # before any work: a bad one never loops
         path = sampling.resolve_model_dir(FLAGS.model, FLAGS.version)
         loaded = sampling.load_model(path)
         names = sampling.class_names(loaded)
@@ -57,8 +58,6 @@ def main(argv):
             image = sampling.grid(loaded, FLAGS.num, FLAGS.truncation, FLAGS.labels, FLAGS.seed)
         if not FLAGS.out.lower().endswith(".png") or os.path.isdir(FLAGS.out):
             raise sampling.GenerateError(f"--out must be a .png file path; got {FLAGS.out!r}")
-        if not 0 < FLAGS.truncation <= 2:
-            raise sampling.GenerateError(f"--truncation must be in (0, 2]; got {FLAGS.truncation}")
         out_dir = os.path.dirname(os.path.abspath(FLAGS.out))
         if not os.path.isdir(out_dir) or not os.access(out_dir, os.W_OK):
             raise sampling.GenerateError(f"cannot write {FLAGS.out}: directory {out_dir} is "

@@ -105,8 +105,22 @@ def slerp(a, b, t):
     return (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
 
 
+MAX_TRUNCATION = 2.0
+
+
+def check_truncation(truncation):
+    """`truncation` as a float; GenerateError unless it is finite and in (0, 2]."""
+    value = float(truncation)
+    if not 0 < value <= MAX_TRUNCATION:  # False for NaN too
+        raise GenerateError(f"--truncation must be in (0, {MAX_TRUNCATION:g}]; got {truncation}")
+    return value
+
+
 def truncated_normal(rng, shape, truncation):
-    """Standard normal values, those outside [-truncation, truncation] redrawn."""
+    """Standard normal values, those outside [-truncation, truncation] redrawn
+    (`truncation` in (0, 2]: each redraw keeps a share of at least erf(t / sqrt 2)
+    of the rest, so the loop ends)."""
+    truncation = check_truncation(truncation)
     values = rng.standard_normal(shape)
     outside = np.abs(values) > truncation
     while outside.any():

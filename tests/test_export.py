@@ -219,6 +219,10 @@ def test_export_and_generate_commands(tmp_path):
          "--labels must be comma-separated integers; got 'a'"),
         (run_main, "sagan_tf.generate", [f"--model={tmp_path / 'sm' / 'run'}", f"--out={tmp_path}/x.jpg"],
          "--out must be a .png file path"),
+        *[(run_main, "sagan_tf.generate", [f"--model={tmp_path / 'sm' / 'run'}", mode,
+                                           f"--truncation={t}"],
+           rf"--truncation must be in \(0, 2\]; got {t}")
+          for mode in ("--interpolate=4", "--attention=2", "--num=4") for t in ("0", "-1", "nan")],
         (run_main, "sagan_tf.export", [f"--workdir={tmp_path / 'run'}", "--name=../../x",
                                        f"--export_dir={tmp_path / 'sm'}"],
          "must be a plain directory name"),
@@ -236,7 +240,9 @@ def test_export_and_generate_commands(tmp_path):
 
 
 def test_truncated_latents_stay_inside_the_truncation():
-
+    for bad in (0.0, -1.0, float("nan"), 2.5):
+        with pytest.raises(sampling.GenerateError, match="must be in"):
+            sampling.truncated_normal(np.random.default_rng(0), (4,), bad)
     z = sampling.truncated_normal(np.random.default_rng(0), (500, 16), 0.5)
     assert np.abs(z).max() <= 0.5 and z.std() > 0.2
     assert serving.graph_error_message(
