@@ -247,8 +247,8 @@ class DatasetClassifier:
       drawn with a fixed seed, with random mirror images, shifts and zooms, label
       smoothing 0.1 and AdamW on a cosine schedule, for `FOLDER_EPOCHS`;
       `accuracy` on the other 20%. It is cached by the folder's content (every
-      file's bytes, path and class) and the decode settings, so a changed folder
-      trains a new one.
+      file's bytes, path inside the folder and class) and the decode settings, so
+      a changed folder trains a new one and a copy elsewhere reuses it.
 
     Args:
         spec: the `sagan_tf.data.DataSpec` of the dataset (mnist5k or a folder;

@@ -288,10 +288,14 @@ def test_folder_classifier_trains_on_the_folder_and_separates_real_from_noise(sh
     assert "folder shapes" in result["label"]
 
 
-def test_folder_classifier_is_cached_by_the_folder_content(shapes, monkeypatch):
+def test_folder_classifier_is_cached_by_the_folder_content(shapes, monkeypatch, tmp_path):
+    import shutil
+
     from PIL import Image
 
     root, spec, cache, judge = shapes
+    root = shutil.copytree(root, tmp_path / "copy")  # the same content elsewhere: the same key
+    spec = data.DataSpec(f"folder:{root}", 32, 3)
 
     def no_training(*args, **kwargs):
         raise AssertionError("trained again")
