@@ -1,7 +1,7 @@
 """sagan-export (python -m sagan_tf.export): a training run's generator as a
 versioned SavedModel for TF Serving.
 
-    sagan-export --workdir=runs/mnist5k --export_dir=savedmodels
+    sagan-export --workdir=runs/mnist5k_32 --export_dir=savedmodels
 
 Restores the run's latest checkpoint (the EMA generator when the run keeps one)
 and writes `EXPORT_DIR/NAME/VERSION` (see `sagan_tf.serving` for the layout and

@@ -4,9 +4,9 @@ from an exported model.
 Reads only the SavedModel (no training code, no checkpoint), so it works on any
 model written by `sagan-export` or `sagan-train`:
 
-    sagan-generate --model=savedmodels/mnist5k --num=64 --out=grid.png
-    sagan-generate --model=savedmodels/mnist5k --interpolate=10 --out=lerp.png
-    sagan-generate --model=savedmodels/mnist5k --attention=4 --out=attention.png
+    sagan-generate --model=savedmodels/mnist5k_32 --num=64 --out=grid.png
+    sagan-generate --model=savedmodels/mnist5k_32 --interpolate=10 --out=lerp.png
+    sagan-generate --model=savedmodels/mnist5k_32 --attention=4 --out=attention.png
 """
 
 import os
