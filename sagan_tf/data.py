@@ -680,7 +680,8 @@ def input_fn(spec, batch_size, input_context=None, repeat=True, start_batch=0):
     gets its per-replica share. `start_batch` skips that many global batches:
     exactly for mnist5k and folders (see `stream_indices`); TFDS datasets,
     which are streamed through a shuffle buffer, are reshuffled with seed
-    `seed + start_batch` instead. Without `repeat`, one pass in a seeded order.
+    `seed + start_batch` instead. Without `repeat`, one pass in a seeded order,
+    its last batch shorter when the batch size does not divide the split.
     """
     pipelines = input_context.num_input_pipelines if input_context else 1
     pipeline = input_context.input_pipeline_id if input_context else 0
@@ -707,7 +708,7 @@ def input_fn(spec, batch_size, input_context=None, repeat=True, start_batch=0):
                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.map(lambda image, label: (to_model_range(image), label),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.batch(batch_size, drop_remainder=True)
+    ds = ds.batch(batch_size, drop_remainder=repeat)  # one pass: every image, the last batch short
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)

@@ -351,3 +351,8 @@ def test_a_one_class_folder_is_scored_by_the_classifier_of_the_folder_it_came_fr
     assert result["mirror_gap"] == result["real_mirror_gap"] > 0
     with pytest.raises(backbones.BackboneError, match="not cifar10"):
         backbones.get("classifier", data_spec=scored, classifier_dataset="cifar10")
+
+
+def test_the_real_statistics_read_every_image_of_a_folder(shapes):
+    root, spec, _, judge = shapes
+    assert evaluation.real_stats(judge, spec, 1000, batch_size=50).n == 75  # 50 + 25
