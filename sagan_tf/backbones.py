@@ -219,6 +219,13 @@ def _save_atomically(model, path, meta=None):
     os.replace(tmp, path)
 
 
+def _digits_spec():
+    """The dataset the classifier is trained on when none is named: mnist5k."""
+    from sagan_tf import data
+
+    return data.DataSpec("mnist5k", 32, 1)
+
+
 def heldout_split(labels, fraction, seed):
     """(train rows, held-out rows) of `labels`: per class, `fraction` of its images
     (rounded, at least one of a class with two or more) drawn with `seed`."""
@@ -266,11 +273,8 @@ class DatasetClassifier:
     SPLIT_SEED = 29
 
     def __init__(self, spec=None, cache_dir=None, seed=0):
-        from sagan_tf import data
-
-        spec = spec or data.DataSpec("mnist5k", 32, 1)
+        spec = spec or _digits_spec()
         self.cache_dir = cache_dir or default_cache_dir()
-        self.dataset = spec.dataset
         if spec.dataset == "mnist5k":
             self._digits(seed)
         elif spec.dataset.startswith("folder:"):
@@ -413,7 +417,7 @@ def get(name, inception_graph=None, keras_weights="imagenet", cache_dir=None, da
 
         from sagan_tf import data
 
-        spec = data_spec or data.DataSpec("mnist5k", 32, 1)
+        spec = data_spec or _digits_spec()
         if classifier_dataset and classifier_dataset != spec.dataset:
             try:
                 spec = dataclasses.replace(spec, dataset=classifier_dataset)
