@@ -6,13 +6,17 @@ JSON line.
         --backbone=inception_graph --inception_graph=classify_image_graph_def.pb --num_samples=50000
     sagan-evaluate --workdir=runs/mnist5k_32 --num_samples=2000
 
-With `--model`, fake images come from the SavedModel's `generate` signature (uint8
-images, z truncated at `--truncation`). With `--workdir`, they come from the run's
-latest checkpoint (the EMA generator when the run keeps one) exactly as the run's
-own periodic evaluation draws them (float images, untruncated z, the same seeded
-stream and KID subsets), so `--num_samples` equal to the run's `--eval_samples`
-reproduces its last evaluation. Real statistics come from the dataset split; both
-are streamed in batches (see `sagan_tf.evaluation`).
+Fake images are drawn as the run's own periodic evaluation draws them: untruncated
+z ~ N(0, 1) and labels from the same seeded stream, scored with the same KID
+subsets. With `--workdir` they come from the run's latest checkpoint (the EMA
+generator when the run keeps one), so `--num_samples` equal to the run's
+`--eval_samples` reproduces its last evaluation; with `--model`, from the
+SavedModel's `serving_default` signature (uint8 images), so an export of that
+checkpoint scores the same up to rounding. `--truncation=T` (in (0, 2]) samples
+the SavedModel's `generate` signature with z truncated to [-T, T] instead
+(BigGAN's trade of variety for fidelity: lower recall, often lower FID). Real
+statistics come from the dataset split; both are streamed in batches (see
+`sagan_tf.evaluation`).
 """
 
 import json
@@ -44,8 +48,8 @@ def define_flags(flag_values):
     define("string", "inception_graph", None, "Path of classify_image_graph_def.pb (default: downloaded once "
            "into the cache).")
     define("string", "keras_inception_weights", "imagenet", "Keras InceptionV3 weights.")
-    define("float", "truncation", 2.0, "--model: truncation of z, in (0, 2].", lower_bound=1e-3,
-           upper_bound=2.0)
+    define("float", "truncation", 0.0, "--model: 0 samples z ~ N(0, 1) as training evaluates; "
+           "T in (0, 2] truncates z to [-T, T] (the generate signature).")
     define("integer", "batch_size", 100, "Batch size.", lower_bound=1, upper_bound=1024)
     define("integer", "seed", None, "Sampling seed (default: 0, or the run's with --workdir).",
            lower_bound=0, upper_bound=2**31 - 1)
@@ -74,17 +78,20 @@ def _sampler(FLAGS, run):
     """(sample_fn, image size, KID arguments, what was sampled) of --model or --workdir."""
     from sagan_tf import checkpoints, evaluation, sampling
 
+    kid = dict(kid_subsets=evaluation.TRAINING_KID_SUBSETS,
+               kid_subset_size=min(evaluation.TRAINING_KID_SUBSET_SIZE, FLAGS.num_samples))
     if FLAGS.model:
         path = sampling.resolve_model_dir(FLAGS.model)
         sample, size = evaluation.savedmodel_sampler(path, FLAGS.truncation, FLAGS.seed or 0)
-        return sample, size, {}, path
+        return sample, size, kid, path
+    if FLAGS.truncation:
+        raise sampling.GenerateError("--truncation applies to --model only (a run's checkpoint "
+                                     "is sampled as its evaluation samples: untruncated)")
     try:
         generator, step = checkpoints.restore_generator_for_export(FLAGS.workdir)
     except FileNotFoundError as e:
         raise sampling.GenerateError(str(e)) from None
     seed = run.get("seed", 0) if FLAGS.seed is None else FLAGS.seed
-    kid = dict(kid_subsets=evaluation.TRAINING_KID_SUBSETS,
-               kid_subset_size=min(evaluation.TRAINING_KID_SUBSET_SIZE, FLAGS.num_samples))
     return (evaluation.generator_sampler(generator, seed), generator.image_size, kid,
             f"{FLAGS.workdir} (step {step})")
 

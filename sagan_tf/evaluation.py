@@ -117,16 +117,21 @@ def _sample_labels(n, num_classes, seed, offset):
                                        dtype=tf.int32)
 
 
-# Periodic evaluation during training (callbacks.PeriodicEvaluation) uses fewer, smaller
-# KID subsets than a standalone evaluation, which reproduces it with these.
+# Periodic evaluation during training (callbacks.PeriodicEvaluation) and sagan-evaluate
+# (--model and --workdir alike) use fewer, smaller KID subsets than `evaluate`'s defaults
+# (the paper's 100 of 1,000); KID is unbiased for any subset size, only noisier.
 TRAINING_KID_SUBSETS = 20
 TRAINING_KID_SUBSET_SIZE = 500
+
+
+def _latents(n, z_dim, seed, offset):
+    return tf.random.stateless_normal([n, z_dim], seed=[seed + 7919, offset])
 
 
 def generator_sampler(generator, seed=0):
     """sample_fn of a Keras generator (inference mode, stateless seeded z and labels)."""
     def sample(n, offset):
-        z = tf.random.stateless_normal([n, generator.z_dim], seed=[seed + 7919, offset])
+        z = _latents(n, generator.z_dim, seed, offset)
         labels = _sample_labels(n, generator.num_classes, seed, offset)
         return generator(z, labels, training=False), labels
     return sample
@@ -137,21 +142,27 @@ def _num_logits(backbone):
     return probe[1].shape[-1]
 
 
-def savedmodel_sampler(path, truncation=2.0, seed=0):
-    """sample_fn of an exported model's `generate` signature (uint8 -> [-1, 1])."""
+def savedmodel_sampler(path, truncation=0.0, seed=0):
+    """sample_fn of an exported model (uint8 -> [-1, 1]). With `truncation` 0 it
+    feeds `serving_default` the z and labels `generator_sampler` draws for the same
+    seed, so a model scores as its run's evaluation did (up to the uint8 rounding);
+    with a truncation in (0, 2] it calls the `generate` signature, which draws z
+    truncated to [-truncation, truncation]."""
     from sagan_tf.sampling import load_model
 
     loaded = load_model(path)
-    generate = loaded.signatures["generate"]
-    num_classes = int(loaded.num_classes.numpy())
+    serve, generate = loaded.signatures["serving_default"], loaded.signatures["generate"]
+    num_classes, z_dim = int(loaded.num_classes.numpy()), int(loaded.z_dim.numpy())
 
     def sample(n, offset):
-        kwargs = dict(seed=tf.constant(seed * 1_000_003 + offset, tf.int64),
-                      num=tf.constant(n, tf.int32), truncation=tf.constant(truncation, tf.float32))
         labels = _sample_labels(n, num_classes, seed, offset)
-        if labels is not None:
-            kwargs["labels"] = labels
-        images = generate(**kwargs)["images"]
+        kwargs = {} if labels is None else {"labels": labels}
+        if truncation:
+            images = generate(seed=tf.constant(seed * 1_000_003 + offset, tf.int64),
+                              num=tf.constant(n, tf.int32),
+                              truncation=tf.constant(truncation, tf.float32), **kwargs)["images"]
+        else:
+            images = serve(z=_latents(n, z_dim, seed, offset), **kwargs)["images"]
         return data.to_model_range(images), labels
 
     return sample, int(loaded.image_size.numpy())

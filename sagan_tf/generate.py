@@ -21,7 +21,8 @@ def define_flags(flag_values):
     define("integer", "num", 64, "Images in the grid.", lower_bound=1, upper_bound=1024)
     define("string", "out", "samples.png", "Output PNG path (.png).")
     define("float", "truncation", 2.0, "Truncate z to [-t, t], t in (0, 2]; smaller = safer, "
-           "less varied samples (the default 2 barely truncates).")
+           "less varied samples (the default 2 barely truncates); 0: no truncation, "
+           "z ~ N(0, 1) as training samples.")
     define("list", "labels", None, "Class labels for conditional models (numbers, or the class "
            "names of a model trained on a labelled folder): one row per listed class, "
            "--num // len(labels) images each (at least 1).")

@@ -2,6 +2,7 @@
 grids and latent interpolations. Reads only the SavedModel (no training code,
 no checkpoint), so it works on any model written by `sagan_tf.serving`."""
 
+import math
 import os
 
 import numpy as np
@@ -98,46 +99,54 @@ def grid(loaded, num, truncation, labels, seed):
 
 
 def slerp(a, b, t):
-    a_n, b_n = a / np.linalg.norm(a), b / np.linalg.norm(b)
-    omega = np.arccos(np.clip(np.dot(a_n, b_n), -1, 1))
+    norm_a, norm_b = np.linalg.norm(a), np.linalg.norm(b)
+    if min(norm_a, norm_b) < 1e-12:  # no direction to turn through (e.g. a tiny truncation)
+        return (1 - t) * a + t * b
+    omega = np.arccos(np.clip(np.dot(a / norm_a, b / norm_b), -1, 1))
     if omega < 1e-6:
         return (1 - t) * a + t * b
     return (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
 
 
 MAX_TRUNCATION = 2.0
+TRUNCATION_RULE = (f"0 (no truncation: z ~ N(0, 1), as training samples) or in "
+                   f"(0, {MAX_TRUNCATION:g}] (z ~ N(0, 1) truncated to [-t, t])")
 
 
 def check_truncation(truncation):
-    """`truncation` as a float; GenerateError unless it is finite and in (0, 2]."""
+    """`truncation` as a float; GenerateError unless it is finite and in
+    [0, MAX_TRUNCATION]. 0 means no truncation. The `generate` signature checks
+    the same rule in the graph (`serving`)."""
     value = float(truncation)
-    if not 0 < value <= MAX_TRUNCATION:  # False for NaN too
-        raise GenerateError(f"--truncation must be in (0, {MAX_TRUNCATION:g}]; got {truncation}")
+    if not 0 <= value <= MAX_TRUNCATION:  # False for NaN too
+        raise GenerateError(f"--truncation must be {TRUNCATION_RULE}; got {truncation}")
     return value
 
 
 def truncated_normal(rng, shape, truncation):
-    """Standard normal values, those outside [-truncation, truncation] redrawn
-    (`truncation` in (0, 2]: each redraw keeps a share of at least erf(t / sqrt 2)
-    of the rest, so the loop ends)."""
+    """Standard normal values truncated to [-truncation, truncation] (0: not
+    truncated), in closed form by the inverse CDF, as the `generate` signature
+    draws them: u ~ U(Phi(-t), Phi(t)), z = Phi^-1(u). No redraw loop, so any
+    truncation ends at once."""
     truncation = check_truncation(truncation)
-    values = rng.standard_normal(shape)
-    outside = np.abs(values) > truncation
-    while outside.any():
-        values[outside] = rng.standard_normal(int(outside.sum()))
-        outside = np.abs(values) > truncation
-    return values
+    if truncation == 0:
+        return rng.standard_normal(shape)
+    edge = math.erf(truncation / math.sqrt(2.0))
+    u = rng.uniform(-1.0, 1.0, shape) * edge  # (2 Phi(z) - 1), inside (-edge, edge)
+    z = math.sqrt(2.0) * tf.math.erfinv(tf.constant(u, tf.float64)).numpy()
+    return np.clip(z, -truncation, truncation)
 
 
 def interpolation(loaded, steps, rows, labels, seed, truncation=2.0):
     """`rows` spherical interpolations of `steps` images between two latents drawn
     from the normal truncated to [-truncation, truncation] (points between them
-    clipped to it)."""
+    clipped to it; 0: neither truncated nor clipped)."""
     z_dim = int(loaded.z_dim.numpy())
     rng = np.random.default_rng(seed)
     ends = truncated_normal(rng, (rows, 2, z_dim), truncation)
     z = np.stack([slerp(a, b, t) for a, b in ends for t in np.linspace(0, 1, steps)])
-    z = np.clip(z, -truncation, truncation)
+    if truncation:
+        z = np.clip(z, -truncation, truncation)
     row_labels = None
     labels = parse_labels(labels, class_names(loaded))
     if int(loaded.num_classes.numpy()):

@@ -9,8 +9,9 @@ Signatures (inputs checked inside the graph; bad values give INVALID_ARGUMENT
 naming the input):
   - serving_default: z float32 [batch, z_dim] (+ labels int32 [batch]) -> images uint8 [batch, H, W, 3]
   - generate: seed int64, num int32, truncation float32 (+ labels int32 [num] or [])
-    -> images; z is drawn from a normal truncated to [-truncation, truncation] by
-    a stateless op, so the same seed gives the same images.
+    -> images and z; z is drawn from a normal truncated to [-truncation, truncation]
+    (truncation in (0, 2]) or, for truncation 0, from N(0, 1) untruncated, as
+    training samples; by stateless ops, so the same seed gives the same images.
   - attention: z (+ labels) and queries int32 [Q, 2] (row, col in image pixels)
     -> images and, per attention layer `attention_<name>`, float32 [batch, Q, Hk, Wk]:
     where each query pixel looks.
@@ -44,7 +45,9 @@ def graph_error_message(error):
     import re
 
     text = getattr(error, "message", None) or str(error)
-    found = re.search(r"assertion failed: \[(.*?)\]", text)
+    # The message is the first bracket, up to the "] [" that opens TF's own detail (the
+    # message itself may hold brackets: "(0, 2]").
+    found = re.search(r"assertion failed: \[(.*?)\](?= \[|$)", text, re.M)
     if found:
         return found.group(1)
     line = re.sub(r"\{\{[^}]*\}\}", "", text.strip().splitlines()[0]).strip()
@@ -69,6 +72,13 @@ class _ServingModule(tf.Module):
                                        trainable=False, name="class_names")
 
     # ------------------------------------------------------------------ checks
+    @staticmethod
+    def _shape(x, rank):
+        """x's shape padded with -1 to rank + 1 entries: readable for an input of any
+        rank (indexing tf.shape(x) fails on a lower rank than the signature's), and
+        a higher rank shows as a last entry other than -1."""
+        return tf.concat([tf.shape(x), tf.fill([rank + 1], -1)], 0)[:rank + 1]
+
     def _check_batch(self, n, name):
         return [tf.debugging.assert_greater(n, 0, message=f"{name}: batch must be > 0"),
                 tf.debugging.assert_less_equal(n, self.max_batch,
@@ -76,15 +86,17 @@ class _ServingModule(tf.Module):
 
     def _check_z(self, z):
         z_dim = self.generator.z_dim
-        return [tf.debugging.assert_equal(tf.shape(z)[1], z_dim,
+        shape = self._shape(z, 2)  # (B, z_dim, -1) when z is [B, z_dim]
+        return [tf.debugging.assert_equal(shape[1:], [z_dim, -1],
                                           message=f"z: must have shape [batch, {z_dim}]"),
                 tf.debugging.assert_all_finite(z, message="z: must be finite")
-                ] + self._check_batch(tf.shape(z)[0], "z")
+                ] + self._check_batch(shape[0], "z")
 
     def _check_labels(self, labels, batch):
         k = self.generator.num_classes
-        return [tf.debugging.assert_equal(tf.size(labels), batch,
-                                          message="labels: must have one label per image"),
+        shape = self._shape(labels, 1)  # (B, -1) when labels is [B]
+        return [tf.debugging.assert_equal(shape, tf.stack([batch, -1]), message=(
+                    "labels: must have one label per image (shape [batch], int32)")),
                 tf.debugging.assert_greater_equal(labels, 0, message=f"labels: must be in [0, {k})"),
                 tf.debugging.assert_less(labels, k, message=f"labels: must be in [0, {k})")]
 
@@ -95,24 +107,31 @@ class _ServingModule(tf.Module):
     def serve(self, z, labels=None):
         checks = self._check_z(z)
         if labels is not None:
-            checks += self._check_labels(labels, tf.shape(z)[0])
+            checks += self._check_labels(labels, self._shape(z, 2)[0])
         with tf.control_dependencies(checks):
             z = tf.ensure_shape(tf.identity(z), [None, self.generator.z_dim])
             labels = None if labels is None else tf.identity(labels)
         return {"images": to_rgb(self.images(z, labels))}
 
     def generate(self, seed, num, truncation, labels=None):
+        from sagan_tf.sampling import MAX_TRUNCATION, TRUNCATION_RULE
+
+        message = f"truncation: must be {TRUNCATION_RULE}"
         checks = self._check_batch(num, "num") + [
-            tf.debugging.assert_greater(truncation, 0.0, message="truncation: must be in (0, 2]"),
-            tf.debugging.assert_less_equal(truncation, 2.0, message="truncation: must be in (0, 2]"),
+            tf.debugging.assert_greater_equal(truncation, 0.0, message=message),  # NaN fails
+            tf.debugging.assert_less_equal(truncation, MAX_TRUNCATION, message=message),
         ]
         with tf.control_dependencies(checks):
             num = tf.identity(num)
         seeds = tf.stack([seed, tf.constant(0, tf.int64)])
-        # Normal truncated to [-t, t] by inverse CDF: u ~ U(Phi(-t), Phi(t)).
-        u = tf.random.stateless_uniform([num, self.generator.z_dim], seed=seeds)
+        shape = tf.stack([num, self.generator.z_dim])
+        # Normal truncated to [-t, t] by inverse CDF: u ~ U(Phi(-t), Phi(t)); t = 0: N(0, 1).
+        u = tf.random.stateless_uniform(shape, seed=seeds)
         edge = tf.math.erf(truncation / np.sqrt(2.0))
-        z = np.sqrt(2.0) * tf.math.erfinv((2.0 * u - 1.0) * edge)
+        z = tf.cond(truncation > 0.0,
+                    lambda: np.sqrt(2.0) * tf.math.erfinv((2.0 * u - 1.0) * edge),
+                    lambda: tf.random.stateless_normal(shape, seed=seeds))
+        z = tf.ensure_shape(z, [None, self.generator.z_dim])
         if labels is not None:
             random_labels = tf.random.stateless_uniform(
                 [num], seed=seeds + 1, maxval=self.generator.num_classes, dtype=tf.int32)
@@ -125,21 +144,22 @@ class _ServingModule(tf.Module):
         checks = self._check_z(z)
         size = self.generator.image_size
         batch_cap = min(self.max_batch, MAX_ATTENTION_BATCH)
+        batch, queries_shape = self._shape(z, 2)[0], self._shape(queries, 2)  # (Q, 2, -1)
         checks += [tf.debugging.assert_less_equal(
-                       tf.shape(z)[0], batch_cap,
+                       batch, batch_cap,
                        message=f"z: the attention signature takes at most {batch_cap} images"),
-                   tf.debugging.assert_greater(tf.shape(queries)[0], 0,
+                   tf.debugging.assert_equal(queries_shape[1:], [2, -1],
+                                             message="queries: must have shape [Q, 2] (row, col)"),
+                   tf.debugging.assert_greater(queries_shape[0], 0,
                                                message="queries: at least one query pixel"),
                    tf.debugging.assert_less_equal(
-                       tf.shape(queries)[0], MAX_QUERIES,
+                       queries_shape[0], MAX_QUERIES,
                        message=f"queries: at most {MAX_QUERIES} query pixels"),
-                   tf.debugging.assert_equal(tf.shape(queries)[1], 2,
-                                             message="queries: must have shape [Q, 2] (row, col)"),
                    tf.debugging.assert_greater_equal(queries, 0,
                                                      message=f"queries: must be in [0, {size})"),
                    tf.debugging.assert_less(queries, size, message=f"queries: must be in [0, {size})")]
         if labels is not None:
-            checks += self._check_labels(labels, tf.shape(z)[0])
+            checks += self._check_labels(labels, batch)
         with tf.control_dependencies(checks):
             z = tf.ensure_shape(tf.identity(z), [None, self.generator.z_dim])
             labels = None if labels is None else tf.identity(labels)

@@ -251,6 +251,24 @@ def test_evaluate_on_a_workdir_reproduces_the_runs_last_evaluation(tmp_path):
     for key in ("fid", "kid", "is", "precision", "recall", "class_accuracy"):
         np.testing.assert_allclose(again[key], ours[key], rtol=1e-4, atol=1e-6, err_msg=key)
 
+    # The run's export, scored with --model, draws the same z and labels through
+    # serving_default: the same numbers up to the uint8 rounding of its images.
+    path = serving.export_workdir(str(run), str(tmp_path / "sm"), "run")
+    proc = run_main("sagan_tf.evaluate", f"--model={path}", "--num_samples=60", "--seed=3")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    served = json.loads(proc.stdout.strip().splitlines()[-1])
+    print({key: (served[key], ours[key]) for key in ("fid", "kid", "precision", "recall")})
+    assert served["class_accuracy"] == ours["class_accuracy"]
+    np.testing.assert_allclose(served["fid"], ours["fid"], rtol=0.01)
+    np.testing.assert_allclose(served["kid"], ours["kid"], rtol=0.05, atol=1e-3)
+    # An explicit truncation samples the generate signature instead: other z.
+    proc = run_main("sagan_tf.evaluate", f"--model={path}", "--num_samples=60", "--seed=3",
+                    "--truncation=0.5")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["fid"] != served["fid"]
+    proc = run_main("sagan_tf.evaluate", f"--workdir={run}", "--truncation=1")
+    assert proc.returncode == 1 and "--truncation applies to --model only" in proc.stderr
+
 
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory):

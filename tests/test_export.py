@@ -55,6 +55,10 @@ def test_generate_is_seeded_and_truncated(exported):
     wide = gen(seed=tf.constant(1, tf.int64), num=tf.constant(1000), truncation=tf.constant(2.0),
                labels=tf.constant([], tf.int32))["z"].numpy()
     assert abs(wide.std() - 0.88) < 0.02 and np.abs(wide).max() <= 2.0
+    # Truncation 0 is none: z ~ N(0, 1), as training samples.
+    untruncated = gen(seed=tf.constant(1, tf.int64), num=tf.constant(1000),
+                      truncation=tf.constant(0.0), labels=tf.constant([], tf.int32))["z"].numpy()
+    assert abs(untruncated.std() - 1.0) < 0.02 and np.abs(untruncated).max() > 3.0
 
 
 def test_attention_signature(exported):
@@ -78,7 +82,17 @@ def test_attention_signature(exported):
     ("generate", dict(seed=tf.constant(1, tf.int64), num=tf.constant(5000), truncation=tf.constant(1.0),
                       labels=tf.constant([], tf.int32)), "num: batch must be <= 1024"),
     ("generate", dict(seed=tf.constant(1, tf.int64), num=tf.constant(2), truncation=tf.constant(3.0),
-                      labels=tf.constant([], tf.int32)), r"truncation: must be in \(0, 2\]"),
+                      labels=tf.constant([], tf.int32)), r"^truncation: must be 0 \(no truncation.*\(0, 2\] "
+                                                         r"\(z ~ N\(0, 1\) truncated to \[-t, t\]\)$"),
+    ("generate", dict(seed=tf.constant(1, tf.int64), num=tf.constant(2), truncation=tf.constant(np.nan),
+                      labels=tf.constant([], tf.int32)), r"^truncation: must be 0"),
+    # Another rank than the signature's is named with the shape it takes, not TF's slice error.
+    ("serving_default", dict(z=tf.zeros([8]), labels=tf.constant([0])), r"^z: must have shape \[batch, 8\]$"),
+    ("serving_default", dict(z=tf.zeros([2, 8, 1]), labels=tf.constant([0, 1])), r"^z: must have shape \[batch, 8\]$"),
+    ("serving_default", dict(z=tf.zeros([2, 8]), labels=tf.constant([[0], [1]])),
+     r"^labels: must have one label per image \(shape \[batch\], int32\)$"),
+    ("attention", dict(z=tf.zeros([1, 8]), labels=tf.constant([0]), queries=tf.constant([3, 3])),
+     r"^queries: must have shape \[Q, 2\] \(row, col\)$"),
     ("attention", dict(z=tf.zeros([1, 8]), labels=tf.constant([0]), queries=tf.constant([[16, 0]])),
      r"queries: must be in \[0, 16\)"),
     # A request that OOM-killed a 4 GiB server (batch 1024 x 20,000 queries) is refused first.
@@ -91,8 +105,10 @@ def test_attention_signature(exported):
 ])
 def test_invalid_inputs_give_invalid_argument(exported, signature, kwargs, message):
     loaded = tf.saved_model.load(exported[1])
-    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
         loaded.signatures[signature](**kwargs)
+    # The whole message, brackets included, as the one line the commands print.
+    assert re.search(message, serving.graph_error_message(error.value)), error.value
 
 
 def test_fresh_process_and_saved_model_cli(exported):
@@ -221,8 +237,8 @@ def test_export_and_generate_commands(tmp_path):
          "--out must be a .png file path"),
         *[(run_main, "sagan_tf.generate", [f"--model={tmp_path / 'sm' / 'run'}", mode,
                                            f"--truncation={t}"],
-           rf"--truncation must be in \(0, 2\]; got {t}")
-          for mode in ("--interpolate=4", "--attention=2", "--num=4") for t in ("0", "-1", "nan")],
+           rf"--truncation must be 0 \(no truncation.* or in \(0, 2\] .*; got {float(t)}$")
+          for mode in ("--interpolate=4", "--attention=2", "--num=4") for t in ("-1", "nan", "2.5")],
         (run_main, "sagan_tf.export", [f"--workdir={tmp_path / 'run'}", "--name=../../x",
                                        f"--export_dir={tmp_path / 'sm'}"],
          "must be a plain directory name"),
@@ -232,6 +248,13 @@ def test_export_and_generate_commands(tmp_path):
         last = proc.stderr.strip().splitlines()[-1]
         assert last.startswith("error:") and re.search(message, last), last
         assert "{{" not in last  # no function-node prefix from the graph
+    # Truncation 0 (none) and a tiny one draw images at once in every mode (no redraw loop).
+    for mode in ("--interpolate=4", "--attention=2", "--num=4"):
+        for t in ("0", "1e-30"):
+            out = tmp_path / f"t{t}{mode[2:6]}.png"
+            proc = run_main("sagan_tf.generate", f"--model={tmp_path / 'sm' / 'run'}", mode,
+                            "--rows=2", f"--truncation={t}", f"--out={out}")
+            assert proc.returncode == 0 and out.exists(), proc.stderr[-2000:]
     # Out-of-range numbers are refused by the flag parser (no int32 wrap-around).
     proc = run_main("sagan_tf.generate", f"--model={tmp_path / 'sm' / 'run'}", "--num=4294967300")
     assert proc.returncode != 0
@@ -240,15 +263,26 @@ def test_export_and_generate_commands(tmp_path):
 
 
 def test_truncated_latents_stay_inside_the_truncation():
-    for bad in (0.0, -1.0, float("nan"), 2.5):
-        with pytest.raises(sampling.GenerateError, match="must be in"):
+    for bad in (-1.0, float("nan"), 2.5, float("inf")):
+        with pytest.raises(sampling.GenerateError, match="must be 0 .* or in"):
             sampling.truncated_normal(np.random.default_rng(0), (4,), bad)
     z = sampling.truncated_normal(np.random.default_rng(0), (500, 16), 0.5)
     assert np.abs(z).max() <= 0.5 and z.std() > 0.2
+    # The inverse CDF: N(0, 1) truncated at 2 has std 0.880; truncation 0 is none.
+    z = sampling.truncated_normal(np.random.default_rng(0), (20000,), 2.0)
+    assert np.abs(z).max() <= 2.0 and abs(z.std() - 0.880) < 0.01
+    z = sampling.truncated_normal(np.random.default_rng(0), (20000,), 0.0)
+    assert abs(z.std() - 1.0) < 0.02 and np.abs(z).max() > 3.0
+    tiny = sampling.truncated_normal(np.random.default_rng(0), (1000,), 1e-30)
+    assert np.abs(tiny).max() <= 1e-30
     assert serving.graph_error_message(
         tf.errors.InvalidArgumentError(None, None, "{{function_node __inference_x}} assertion "
                                        "failed: [z: must be finite] [Condition x]")) == \
         "z: must be finite"
+    # A message holding brackets is not cut at the first one.
+    assert serving.graph_error_message(tf.errors.InvalidArgumentError(
+        None, None, "assertion failed: [truncation: must be in (0, 2] (t)] [Condition x >= y] "
+        "[x = ] [nan]\n\t [[{{node a}}]]")) == "truncation: must be in (0, 2] (t)"
 
 
 def test_concurrent_exports_take_distinct_versions_and_stale_temporaries_go(tmp_path,
