@@ -254,8 +254,10 @@ class PeriodicEvaluation(keras.callbacks.Callback):
     (step, result) pairs; the best checkpoint by FID is kept by `best_manager`
     (with `best.json` beside it)."""
 
-    def __init__(self, writer, every, backbone, real_stats, num_samples, best_manager, seed=0):
+    def __init__(self, writer, every, backbone, real_stats, num_samples, best_manager, seed=0,
+                 should_stop=None):
         super().__init__()
+        self.should_stop = should_stop  # polled between batches: a stop signal abandons
         self.writer = writer
         self.every = every
         self.backbone = backbone
@@ -281,11 +283,17 @@ class PeriodicEvaluation(keras.callbacks.Callback):
     def evaluate(self, step):
         from sagan_tf import evaluation
 
-        result = evaluation.evaluate(evaluation.generator_sampler(self.model.sampler, self.seed),
-                                     self.backbone, self.real_stats, self.num_samples,
-                                     kid_subsets=evaluation.TRAINING_KID_SUBSETS,
-                                     kid_subset_size=min(evaluation.TRAINING_KID_SUBSET_SIZE,
-                                                         self.num_samples))
+        logging.info("step %d: evaluating %d samples (%s)", step, self.num_samples,
+                     self.backbone.name)
+        try:
+            result = evaluation.evaluate(
+                evaluation.generator_sampler(self.model.sampler, self.seed), self.backbone,
+                self.real_stats, self.num_samples, kid_subsets=evaluation.TRAINING_KID_SUBSETS,
+                kid_subset_size=min(evaluation.TRAINING_KID_SUBSET_SIZE, self.num_samples),
+                should_stop=self.should_stop)
+        except evaluation.Abandoned as e:
+            logging.warning("step %d: evaluation %s (stop signal)", step, e)
+            return
         self.history.append((step, result))
         name = self.backbone.name
         with self.writer.as_default(step=step):
@@ -316,18 +324,26 @@ class SignalStop(keras.callbacks.Callback):
     SIGINT nor leave the final evaluation, TensorBoard and the lock to the run, so
     the run handles both signals here, with the loop's vote.
 
-    Call `install()` before training and `uninstall()` after the final save (the
+    Call `install()` before training and `uninstall()` after the export (the
     handlers can only be set from the main thread; elsewhere nothing is installed).
+    The final evaluation and the export poll `requested()` and are abandoned when
+    it is true. `action` is what the first signal's warning says will happen.
     """
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-    def __init__(self):
+    def __init__(self, action="stopping after this step and writing a checkpoint"):
         super().__init__()
         self.received = None
+        self.action = action
         self._previous = {}
 
+    def requested(self):
+        return self.received is not None
+
     def install(self):
+        if self._previous:
+            return  # installed already
         if threading.current_thread() is threading.main_thread():
             for signum in self.SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._handle)
@@ -341,9 +357,9 @@ class SignalStop(keras.callbacks.Callback):
         name = signal.Signals(signum).name
         if self.received is None:
             self.received = signum
-            logging.warning("%s: stopping after this step and writing a checkpoint", name)
+            logging.warning("%s: %s", name, self.action)
         else:
-            logging.warning("%s: already stopping; the checkpoint is being written", name)
+            logging.warning("%s: already stopping", name)
 
     def _check(self):
         if self.received is not None:
@@ -355,6 +371,9 @@ class SignalStop(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self._check()
+
+    def on_train_end(self, logs=None):
+        self._check()  # a signal during the last step: no final evaluation
 
 
 class TimeLimit(keras.callbacks.Callback):

@@ -9,12 +9,20 @@ from absl import logging
 from sagan_tf import backbones, data, metrics
 
 
-def _stream(batches, backbone, num, inception_score=None, predictions=None):
+class Abandoned(Exception):
+    """An evaluation stopped between two batches because `should_stop()` said so
+    (a stop signal)."""
+
+
+def _stream(batches, backbone, num, inception_score=None, predictions=None, should_stop=None):
     """Feature statistics of the first `num` images of `batches`, an iterator of
-    (images, labels or None); `predictions` (a list) collects (logits, labels)."""
+    (images, labels or None); `predictions` (a list) collects (logits, labels).
+    Raises Abandoned when `should_stop()` turns true between batches."""
     stats = metrics.FeatureStats(backbone.feature_dim)
     report = max(num // 10, 5000)  # progress lines on long runs only
     for images, labels in batches:
+        if should_stop is not None and should_stop():
+            raise Abandoned(f"abandoned after {stats.n} of {num} images")
         images = images[:num - stats.n]
         features, logits = backbone(images)
         stats.update(features)
@@ -39,13 +47,14 @@ def real_batches(spec, batch_size):
         yield images, labels
 
 
-def real_stats(backbone, real_spec, num_real, batch_size=100):
+def real_stats(backbone, real_spec, num_real, batch_size=100, should_stop=None):
     """Streaming feature statistics of up to `num_real` images of a dataset split."""
-    return _stream(real_batches(real_spec, batch_size), backbone, num_real)
+    return _stream(real_batches(real_spec, batch_size), backbone, num_real,
+                   should_stop=should_stop)
 
 
 def evaluate(sample_fn, backbone, real, num_samples, batch_size=100, kid_subsets=100,
-             kid_subset_size=1000, k=3):
+             kid_subset_size=1000, k=3, should_stop=None):
     """Metrics of `sample_fn(n, offset) -> (images in [-1, 1], labels or None)`
     against real `FeatureStats`.
 
@@ -58,7 +67,8 @@ def evaluate(sample_fn, backbone, real, num_samples, batch_size=100, kid_subsets
     `real_mirror_gap`, the samples' and the real images' mean distance from their
     mirror images (`metrics.MirrorGap`), and, when both carry the same labels,
     `mirror_gap_by_class` ({label: [samples, real]}). `warnings` lists
-    what makes the numbers weaker (few samples).
+    what makes the numbers weaker (few samples). Raises Abandoned when
+    `should_stop()` turns true between two batches of samples.
     """
     def fake_batches():
         offset = 0
@@ -69,7 +79,8 @@ def evaluate(sample_fn, backbone, real, num_samples, batch_size=100, kid_subsets
 
     inception_score = metrics.InceptionScore(num_samples, _num_logits(backbone), splits=10)
     predictions = [] if getattr(backbone, "classifies_dataset", False) else None
-    fake = _stream(fake_batches(), backbone, num_samples, inception_score, predictions)
+    fake = _stream(fake_batches(), backbone, num_samples, inception_score, predictions,
+                   should_stop)
     warnings = []
     for name, stats in (("real", real), ("fake", fake)):
         if stats.n <= backbone.feature_dim:

@@ -26,17 +26,28 @@ def define_flags(flag_values):
 def main(argv):
     from absl import flags, logging
 
-    from sagan_tf import serving
+    from sagan_tf import callbacks, serving
 
     FLAGS = flags.FLAGS
     cli.check_no_arguments(argv)
     if not FLAGS.workdir:
         cli.fail("--workdir is required")
+    stopper = callbacks.SignalStop(action="abandoning the export")
+    stopper.install()
     try:
         path = serving.export_workdir(FLAGS.workdir, FLAGS.export_dir, FLAGS.name,
-                                      FLAGS.max_batch)
+                                      FLAGS.max_batch, should_stop=stopper.requested)
     except (serving.ExportError, FileNotFoundError, ValueError) as e:
         cli.fail(e)
+    except serving.ExportAbandoned as e:
+        import signal
+        import sys
+
+        print(f"stopped by {signal.Signals(stopper.received).name}: {e}; nothing was written",
+              file=sys.stderr, flush=True)
+        sys.exit(128 + stopper.received)
+    finally:
+        stopper.uninstall()
     logging.info("exported %s", path)
     print(path)
 

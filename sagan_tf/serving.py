@@ -19,6 +19,7 @@ naming the input):
 
 import json
 import os
+import re
 import shutil
 import tempfile
 
@@ -39,11 +40,14 @@ class ExportError(RuntimeError):
     """A problem that stops an export, reported as one line."""
 
 
+class ExportAbandoned(Exception):
+    """An export stopped by a stop signal before its version was claimed: nothing
+    was written."""
+
+
 def graph_error_message(error):
     """The one-line message of an input check that failed inside a signature
     (`z: must have shape [batch, 128]`), without TensorFlow's function-node prefix."""
-    import re
-
     text = getattr(error, "message", None) or str(error)
     # The message is the first bracket, up to the "] [" that opens TF's own detail (the
     # message itself may hold brackets: "(0, 2]").
@@ -198,22 +202,39 @@ def latest_export(export_dir, name):
 
 
 def export_generator(generator, export_dir, name, max_batch=MAX_BATCH, source=None,
-                     class_names=()):
+                     class_names=(), should_stop=None):
     """Writes `export_dir/name/VERSION/` and returns its path. `source` (e.g. the
     run's workdir and step) is recorded in the version's `assets.extra.json`;
     `class_names` (label i is `class_names[i]`) there too and in the SavedModel's
-    `class_names` variable."""
+    `class_names` variable.
+
+    The model is written to a temporary directory `.tmp-PID@HOST-*` and renamed
+    into place. When `should_stop()` is true before the rename (a stop signal came
+    during the save), the temporary directory is removed and ExportAbandoned is
+    raised. Any write failure (OSError, or a TensorFlow error such as a full disk
+    in SaveV2) is a one-line ExportError; neither leaves a temporary directory,
+    nor a model directory this call created and left empty."""
     check_name(name)
     if int(max_batch) < 1:
         raise ExportError(f"max_batch must be >= 1 (a model that refuses every request); "
                           f"got {max_batch}")
     model_dir = os.path.join(export_dir, name)
+    created = not os.path.isdir(model_dir)
     try:
         os.makedirs(model_dir, exist_ok=True)
         remove_stale_temporaries(model_dir)
-        tmp = tempfile.mkdtemp(prefix=".tmp-", dir=model_dir)
+        tmp = tempfile.mkdtemp(prefix=_temporary_prefix(), dir=model_dir)
     except OSError as e:
         raise ExportError(f"cannot write to {model_dir}: {e.strerror}") from None
+
+    def clean_up():
+        shutil.rmtree(tmp, ignore_errors=True)
+        if created:
+            try:
+                os.rmdir(model_dir)  # only when empty
+            except OSError:
+                pass
+
     module = _ServingModule(generator, max_batch, class_names)
     z_dim, conditional = generator.z_dim, generator.num_classes > 0
     z_spec = tf.TensorSpec([None, z_dim], tf.float32, name="z")
@@ -244,6 +265,8 @@ def export_generator(generator, export_dir, name, max_batch=MAX_BATCH, source=No
         with open(os.path.join(tmp, "assets.extra.json"), "w") as f:
             json.dump({"generator": generator.get_config(), "z_dim": z_dim, "source": source,
                        "class_names": list(class_names)}, f, indent=1)
+        if should_stop is not None and should_stop():
+            raise ExportAbandoned(f"the export to {model_dir} was abandoned (stop signal)")
         # mkdtemp made the directory private (0700): give it the umask's permissions, so a
         # model server running as another user can read it.
         umask = os.umask(0)
@@ -259,12 +282,14 @@ def export_generator(generator, export_dir, name, max_batch=MAX_BATCH, source=No
                     raise
         else:
             raise ExportError(f"could not claim a new version number under {model_dir}")
-    except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise ExportError(f"cannot write the SavedModel under {model_dir}: "
-                          f"{e.strerror or e} ({free_space(model_dir)})") from None
+    except (OSError, tf.errors.OpError) as e:
+        clean_up()
+        cause = getattr(e, "strerror", None) or getattr(e, "message", None) or str(e)
+        cause = " ".join(re.sub(r"\{\{[^}]*\}\}|\[Op:\w+\]", "", str(cause)).split())[:200]
+        raise ExportError(f"cannot write the SavedModel under {model_dir}: {cause} "
+                          f"({free_space(model_dir)}); earlier versions are intact") from None
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        clean_up()
         raise
     return version_dir
 
@@ -272,14 +297,43 @@ def export_generator(generator, export_dir, name, max_batch=MAX_BATCH, source=No
 STALE_SECONDS = 3600
 
 
+def _temporary_prefix():
+    import socket
+
+    return f".tmp-{os.getpid()}@{socket.gethostname()}-"
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process
+        return True
+    return True
+
+
 def remove_stale_temporaries(model_dir, older_than=STALE_SECONDS):
-    """Removes `.tmp-*` directories a killed export left (an export takes seconds;
-    younger ones may belong to an export running now)."""
+    """Removes the `.tmp-*` directories that killed exports left: those named by a
+    process of this machine that no longer runs (`.tmp-PID@HOST-*`) at once, any
+    other (another machine's, or an older name) after `older_than` seconds, since
+    it may belong to an export running now."""
+    import socket
     import time
 
+    host = socket.gethostname()
     for name in os.listdir(model_dir):
+        if not name.startswith(".tmp-"):
+            continue
         path = os.path.join(model_dir, name)
-        if name.startswith(".tmp-") and time.time() - os.path.getmtime(path) > older_than:
+        owner = re.match(r"\.tmp-(\d+)@(.+)-[^-]*$", name)
+        dead = owner is not None and owner.group(2) == host and \
+            not _pid_alive(int(owner.group(1)))
+        try:
+            old = time.time() - os.path.getmtime(path) > older_than
+        except OSError:
+            continue
+        if dead or old:
             shutil.rmtree(path, ignore_errors=True)
 
 
@@ -298,8 +352,10 @@ def default_name(workdir):
     return os.path.basename(os.path.normpath(workdir))
 
 
-def export_workdir(workdir, export_dir="savedmodels", name=None, max_batch=MAX_BATCH):
-    """Restores a run's generator (EMA when present) and exports it."""
+def export_workdir(workdir, export_dir="savedmodels", name=None, max_batch=MAX_BATCH,
+                   should_stop=None):
+    """Restores a run's generator (EMA when present) and exports it
+    (`export_generator`)."""
     from sagan_tf import checkpoints
 
     generator, step = checkpoints.restore_generator_for_export(workdir)
@@ -307,4 +363,4 @@ def export_workdir(workdir, export_dir="savedmodels", name=None, max_batch=MAX_B
     record = checkpoints.read_config(os.path.join(workdir, "config.json"), ExportError)
     class_names = record.get("dataset", {}).get("class_names", ())
     return export_generator(generator, export_dir, name or default_name(workdir), max_batch,
-                            source=source, class_names=class_names)
+                            source=source, class_names=class_names, should_stop=should_stop)

@@ -55,8 +55,10 @@ def main(argv):
         import signal
 
         name = signal.Signals(result["stop_signal"]).name
-        print(f"stopped by {name} at step {result['step']}; checkpoint written; run the same "
-              "command to resume", file=sys.stderr, flush=True)
+        abandoned = " and ".join(result["abandoned"])
+        print(f"stopped by {name} at step {result['step']}; checkpoint written"
+              f"{f'; {abandoned} abandoned' if abandoned else ''}; run the same command to "
+              "resume", file=sys.stderr, flush=True)
         sys.exit(128 + result["stop_signal"])
     evaluation = result["logs"].get("evaluation")
     if evaluation:

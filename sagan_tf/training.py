@@ -265,8 +265,11 @@ class Trainer:
         """Restores, trains to `config.training.steps`, exports (chief, when asked).
         Returns a dict with the final `step`, the last `logs`, the `workdir`, the
         `export` path (when exported), the trained `gan` (a `SAGAN`) and
-        `stop_signal`: the signal number when SIGTERM or SIGINT stopped the run (its
-        checkpoint is then written and nothing is exported), else None."""
+        `stop_signal`: the signal number when SIGTERM or SIGINT stopped the run, else
+        None. A signal at any phase is honoured: during training the step running
+        finishes and is checkpointed; during the final evaluation or the export
+        those are abandoned (the export leaves no version and no temporary
+        directory), and `abandoned` names what was."""
         self.restore()
         steps, t = self.config.training.steps, self.config.training
         start = self.step
@@ -276,23 +279,35 @@ class Trainer:
                             "samples and the export are a plain copy of G; lower --ema_start",
                             t.ema_start, steps)
         logs = {}
+        stopper = cb.SignalStop()
+        result = {"workdir": self.workdir, "gan": self.gan, "abandoned": []}
         try:
             if remaining > 0:
-                logs = self._train_steps(start, remaining)
+                logs = self._train_steps(start, remaining, stopper)
             else:
                 logging.info("already trained to step %d (--steps=%d)", start, steps)
+            stopper.install()  # from the loop's start (or now) to the end of the export
+            # What the signal cut short (the checkpoint of the step is written either way).
+            if stopper.requested() and self.chief:
+                if self.config.eval.eval_every and remaining > 0 and \
+                        logs.get("evaluation", {}).get("step") != self.step:
+                    result["abandoned"].append("the final evaluation")
+                if self.config.export.export:
+                    result["abandoned"].append("the export")
+            if self.config.export.export and self.chief and not stopper.requested():
+                try:
+                    result["export"] = self.export(trained=remaining > 0,
+                                                   should_stop=stopper.requested)
+                except serving.ExportAbandoned:
+                    result["abandoned"].append("the export")
         finally:
+            stopper.uninstall()
             if not self.chief:
                 shutil.rmtree(self.manager.directory, ignore_errors=True)
-        result = {"step": self.step, "logs": logs, "workdir": self.workdir, "gan": self.gan,
-                  "stop_signal": getattr(self.gan, "stop_signal", None)}
-        if result["stop_signal"] is not None:
-            return result  # stopped by a signal: the checkpoint is written; no export
-        if self.config.export.export and self.chief:
-            result["export"] = self.export(trained=remaining > 0)
+        result.update(step=self.step, logs=logs, stop_signal=stopper.received)
         return result
 
-    def export(self, trained=True):
+    def export(self, trained=True, should_stop=None):
         """Exports the sampling generator, unless this run trained nothing and its
         newest export already holds the generator of this workdir at this step."""
         export_dir, name = self.config.export.export_dir, self.config.export_name
@@ -306,12 +321,15 @@ class Trainer:
         copy = type(sampler).from_config(sampler.get_config())
         copy.build()
         copy.set_weights([np.asarray(w) for w in sampler.weights])
+        logging.info("exporting the generator of step %d to %s", self.step,
+                     os.path.join(export_dir, name))
         path = serving.export_generator(copy, export_dir, name, source=source,
-                                        class_names=self.info.class_names)
+                                        class_names=self.info.class_names,
+                                        should_stop=should_stop)
         logging.info("exported the generator to %s", path)
         return path
 
-    def _train_steps(self, start, remaining):
+    def _train_steps(self, start, remaining, stopper):
         config, gan, chief = self.config, self.gan, self.chief
         batch_size = config.training.batch_size
         # A resumed run reads from the step it resumes at (mnist5k and folders exactly; TFDS
@@ -334,12 +352,11 @@ class Trainer:
             writer, config.training.steps, batch_size, run.log_every, run.sample_every,
             os.path.join(self.workdir, "samples") if chief else None, fixed_z, fixed_labels,
             real_images, real_labels if self.num_classes else None)
-        stopper = cb.SignalStop()
         callbacks = [cb.NonFiniteGuard(), stopper,
                      cb.CheckpointSaver(self.manager, run.checkpoint_every), monitor]
         evaluation = None
         if config.eval.eval_every and chief:
-            evaluation = self._evaluation_callback(writer)
+            evaluation = self._evaluation_callback(writer, stopper.requested)
             callbacks.append(evaluation)
         if run.max_minutes:
             callbacks.append(cb.TimeLimit(run.max_minutes))
@@ -357,8 +374,6 @@ class Trainer:
             if line is None:
                 raise
             raise data.DataError(line) from None
-        finally:
-            stopper.uninstall()
         logs["images_per_second"] = monitor.images_per_second
         logs["train_seconds"] = monitor.train_seconds
         logs["mean_images_per_second"] = (monitor.steps_run * batch_size
@@ -374,7 +389,7 @@ class Trainer:
                             float32_bytes=sizes))
         return logs
 
-    def _evaluation_callback(self, writer):
+    def _evaluation_callback(self, writer, should_stop):
         from sagan_tf import backbones, evaluation
 
         config, e = self.config, self.config.eval
@@ -387,7 +402,7 @@ class Trainer:
         best = tf.train.CheckpointManager(checkpoints.make_checkpoint(self.gan),
                                           os.path.join(self.workdir, "best"), max_to_keep=1)
         return cb.PeriodicEvaluation(writer, e.eval_every, backbone, real, e.eval_samples,
-                                     best, seed=config.training.seed)
+                                     best, seed=config.training.seed, should_stop=should_stop)
 
     def _fixed_latents(self):
         if self.num_classes:

@@ -295,6 +295,17 @@ def test_concurrent_exports_take_distinct_versions_and_stale_temporaries_go(tmp_
     os.utime(stale, (0, 0))  # old: a killed export's leftover
     fresh = model_dir / ".tmp-running"
     fresh.mkdir()  # young: may be an export running now, kept
+    # Named by a process of this machine: kept while it runs, removed at once when it is gone.
+    import socket
+
+    dead_pid = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True).stdout.strip()
+    killed = model_dir / f".tmp-{dead_pid}@{socket.gethostname()}-abc_12"
+    killed.mkdir()
+    alive = model_dir / f".tmp-{os.getppid()}@{socket.gethostname()}-abc_12"
+    alive.mkdir()
+    elsewhere = model_dir / f".tmp-{dead_pid}@another-host-abc_12"
+    elsewhere.mkdir()
     real_next = serving.next_version
     calls = []
 
@@ -311,8 +322,34 @@ def test_concurrent_exports_take_distinct_versions_and_stale_temporaries_go(tmp_
     path = serving.export_generator(g, str(tmp_path), "m")
     assert os.path.basename(path) == "2"
     assert (model_dir / "1" / "saved_model.pb").read_bytes() == b"the other export"
-    assert not stale.exists() and fresh.exists()
-    assert not [n for n in os.listdir(model_dir) if n.startswith(".tmp-") and n != ".tmp-running"]
+    assert not stale.exists() and not killed.exists()
+    assert fresh.exists() and alive.exists() and elsewhere.exists()
+    assert sorted(n for n in os.listdir(model_dir) if n.startswith(".tmp-")) == sorted(
+        [fresh.name, alive.name, elsewhere.name])
+
+
+def test_an_abandoned_or_failed_export_leaves_nothing(tmp_path, monkeypatch):
+    g = _generator()
+    with pytest.raises(serving.ExportAbandoned):
+        serving.export_generator(g, str(tmp_path), "new", should_stop=lambda: True)
+    assert os.listdir(tmp_path) == []  # not even the model directory it created
+    first = serving.export_generator(g, str(tmp_path), "m")
+    # A TensorFlow write error (a full disk in SaveV2) is one line; version 1 is intact.
+    def full_disk(*args, **kwargs):
+        raise tf.errors.ResourceExhaustedError(
+            None, None, "{{function_node __inference_save_fn_1}} .../variables.data-00000; No "
+                        "space left on device [Op:SaveV2]")
+
+    monkeypatch.setattr(tf.saved_model, "save", full_disk)
+    with pytest.raises(serving.ExportError) as error:
+        serving.export_generator(g, str(tmp_path), "m")
+    message = str(error.value)
+    assert "\n" not in message and "No space left on device" in message and "{{" not in message
+    assert message.startswith(f"cannot write the SavedModel under {tmp_path / 'm'}: ")
+    assert sorted(os.listdir(tmp_path / "m")) == ["1"] and os.path.basename(first) == "1"
+    with pytest.raises(serving.ExportError):
+        serving.export_generator(g, str(tmp_path), "other")
+    assert sorted(os.listdir(tmp_path)) == ["m"]
 
 
 def test_truncated_savedmodel_variables_give_one_line(tmp_path):

@@ -620,6 +620,75 @@ def test_a_stop_signal_saves_the_last_step_and_exits_128_plus_its_number(tmp_pat
     assert done.returncode == 0 and f"at step {step}" in done.stderr, done.stderr[-2000:]
 
 
+@pytest.mark.parametrize("phase", ["evaluation", "export"])
+def test_a_stop_signal_during_the_final_evaluation_or_the_export_abandons_it(tmp_path,
+                                                                             monkeypatch, phase):
+    """The signal comes from inside the phase (the process signals itself), so the
+    test does not depend on timing: the phase is abandoned, the last step's
+    checkpoint stays, and no version or temporary directory is left."""
+    from sagan_tf import serving
+
+    if phase == "evaluation":
+        evaluate = callbacks.PeriodicEvaluation.evaluate
+
+        def signalled(self, step):
+            os.kill(os.getpid(), signal.SIGTERM)
+            return evaluate(self, step)
+
+        monkeypatch.setattr(callbacks.PeriodicEvaluation, "evaluate", signalled)
+    else:
+        save = tf.saved_model.save
+
+        def signalled(*args, **kwargs):
+            os.kill(os.getpid(), signal.SIGTERM)
+            return save(*args, **kwargs)
+
+        monkeypatch.setattr(tf.saved_model, "save", signalled)
+    config = _config(tmp_path, steps=4, eval_every=1000 if phase == "evaluation" else 0,
+                     eval_samples=200, checkpoint_every=1000)
+    result = training.run(config)
+    assert result["stop_signal"] == signal.SIGTERM and result["step"] == 4
+    assert result["abandoned"] == (["the final evaluation", "the export"]
+                                   if phase == "evaluation" else ["the export"])
+    assert "export" not in result and result["logs"].get("evaluation") is None
+    assert checkpoints.checkpoint_steps(str(tmp_path / "run" / "checkpoints")) == [4]
+    # Nothing under the export directory: no version, no temporary directory, and not
+    # the model directory the export would have created.
+    exports = tmp_path / "savedmodels"
+    assert not exports.exists() or os.listdir(exports) == []
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+    # The same command afterwards exports that step.
+    monkeypatch.undo()
+    again = training.run(config)
+    assert again["stop_signal"] is None and again["export"].endswith(os.path.join("run", "1"))
+    assert serving.latest_export(str(tmp_path / "savedmodels"), "run")[1]["source"]["step"] == 4
+
+
+def test_a_stop_signal_during_the_final_evaluation_exits_143_with_one_line(tmp_path):
+    workdir = tmp_path / "run"
+    args = [f"--workdir={workdir}", "--base_channels=8", "--z_dim=16", "--batch_size=8",
+            "--steps=4", "--eval_every=1000", "--eval_samples=4000", "--log_every=2",
+            f"--export_dir={tmp_path / 'savedmodels'}"]
+    env = dict(ENV, TF_CPP_MIN_LOG_LEVEL="2")
+    log = open(tmp_path / "stderr.txt", "w+")
+    proc = subprocess.Popen([sys.executable, "-m", "sagan_tf.train", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=log)
+    deadline = time.time() + 300
+    while time.time() < deadline and "step 4: evaluating" not in open(tmp_path / "stderr.txt").read():
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)  # a second one while stopping changes nothing
+    assert proc.wait(timeout=300) == 143
+    stderr = open(tmp_path / "stderr.txt").read()
+    assert stderr.strip().splitlines()[-1] == (
+        "stopped by SIGTERM at step 4; checkpoint written; the final evaluation and the export "
+        "abandoned; run the same command to resume"), stderr[-2000:]
+    assert "Traceback" not in stderr and "step 4 eval" not in stderr
+    assert checkpoints.checkpoint_steps(str(workdir / "checkpoints")) == [4]
+    assert not os.path.exists(tmp_path / "savedmodels" / "run")
+
+
 def test_a_resume_that_changes_the_training_step_is_refused(tmp_path):
     from PIL import Image
 
