@@ -11,6 +11,7 @@ import json
 import os
 
 import tensorflow as tf
+from absl import logging
 
 from sagan_tf.models import Discriminator, Generator
 
@@ -47,17 +48,46 @@ def architecture(gan):
             "ema": gan.ema_generator is not None}
 
 
+# config.json's keys: (path, JSON type, required). "flags" may be missing only for the
+# resume guard to refuse (training) or to fall back on defaults (evaluate).
+CONFIG_SCHEMA = (("architecture", dict, True), ("architecture.generator", dict, True),
+                 ("architecture.discriminator", dict, True), ("architecture.ema", bool, True),
+                 ("flags", dict, False), ("dataset", dict, False), ("history", list, False))
+_JSON_NAMES = {dict: "an object", list: "a list", bool: "true or false"}
+_WARNED = set()  # config.json paths whose unknown keys were logged
+
+
 def read_config(path, error=ValueError):
-    """A workdir's config.json; a file that is not one raises `error` naming it."""
+    """A workdir's config.json, checked against CONFIG_SCHEMA: a file that is not
+    JSON, a missing required key, or a value of the wrong type (a null where an
+    object belongs) raises `error`, one line naming the key. Unknown top-level
+    keys are logged once."""
+    def bad(what):
+        raise error(f"{path}: {what}; restore it or use another --workdir")
+
     try:
         with open(path) as f:
             config = json.load(f)
-        config["architecture"]["generator"], config["architecture"]["ema"]
-        return config
-    except (ValueError, KeyError, TypeError) as e:
-        raise error(f"{path} is not a readable sagan_tf config.json ({type(e).__name__}: "
-                    f"{' '.join(str(e).split())[:80]}); restore it or use another --workdir"
-                    ) from None
+    except (OSError, ValueError) as e:
+        bad(f"not a readable sagan_tf config.json ({type(e).__name__}: "
+            f"{' '.join(str(e).split())[:80]})")
+    if not isinstance(config, dict):
+        bad(f"not a sagan_tf config.json (a JSON {type(config).__name__}, not an object)")
+    for key, kind, required in CONFIG_SCHEMA:
+        value = config
+        for part in key.split("."):
+            value = value.get(part, KeyError)
+        if value is KeyError:
+            if required:
+                bad(f"the key {key!r} is missing")
+            continue
+        if not isinstance(value, kind):
+            bad(f"{key!r} must be {_JSON_NAMES[kind]}, not {json.dumps(value)[:40]}")
+    unknown = sorted(set(config) - {key for key, _, _ in CONFIG_SCHEMA if "." not in key})
+    if unknown and path not in _WARNED:
+        _WARNED.add(path)
+        logging.warning("%s: unknown key(s) %s, ignored", path, ", ".join(unknown))
+    return config
 
 
 def with_defaults(architecture):

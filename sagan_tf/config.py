@@ -343,19 +343,55 @@ SECTIONS = {"model": ModelConfig, "data": DataConfig, "training": TrainingConfig
             "run": RunConfig, "eval": EvalConfig, "export": ExportConfig}
 
 
+NOT_RECORDED = "(not recorded)"
+
+
+def _json_type_fits(field, value):
+    """Whether a config.json value can be this option's (JSON has no tuples or ints
+    apart from floats)."""
+    base = _base_type(field)
+    if value is None:
+        return field.default is None or type(None) in typing.get_args(field.type)
+    if _is_resolutions(field):
+        return isinstance(value, list) and all(isinstance(v, int) for v in value)
+    if base is bool:
+        return isinstance(value, bool)
+    if base is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if base is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, base)
+
+
 def resume_changes(saved, config):
     """{option: (saved value, new value)} of the options `config` changes against a
     run's recorded flags (`saved`, config.json's "flags"), split into
-    (resumable changes, changes of the training step). Options the record lacks
-    (added since) are not compared."""
+    (resumable changes, changes of the training step), with the record's values
+    of the wrong type and its unknown option names.
+
+    An option the record lacks (a config.json written before the option existed,
+    or edited by hand) counts as recorded at its default, the value every option
+    added later keeps the old behaviour with: setting another value is a change
+    from NOT_RECORDED. A recorded value of the wrong type is a change of that
+    option too, and listed."""
     fields = {f.name: f for _, f in option_fields()}
     ours = json.loads(json.dumps(config.flat(), default=str))
-    safe, unsafe = {}, {}
+    defaults = json.loads(json.dumps(TrainConfig.from_flat().flat(), default=str))
+    safe, unsafe, wrong = {}, {}, []
     for name, value in ours.items():
-        if name in saved and saved[name] != value:
-            target = safe if fields[name].metadata["resumable"] else unsafe
-            target[name] = (saved[name], value)
-    return safe, unsafe
+        if name not in saved:
+            old = NOT_RECORDED
+            if value == defaults.get(name, value):
+                continue
+        else:
+            old = saved[name]
+            if not _json_type_fits(fields[name], old):
+                wrong.append(f"flags.{name} is {json.dumps(old)[:40]}, not a value of --{name}")
+            elif old == value:
+                continue
+        target = safe if fields[name].metadata["resumable"] else unsafe
+        target[name] = (old, value)
+    return safe, unsafe, wrong, sorted(set(saved) - set(fields))
 
 
 def default_workdir(dataset):

@@ -71,7 +71,7 @@ def _run_flags(FLAGS):
     path = os.path.join(FLAGS.workdir, "config.json")
     if not os.path.exists(path):
         raise sampling.GenerateError(f"{FLAGS.workdir} is not a training run (no config.json)")
-    return checkpoints.read_config(path, sampling.GenerateError)["flags"]
+    return checkpoints.read_config(path, sampling.GenerateError).get("flags", {})
 
 
 def _sampler(FLAGS, run):

@@ -189,17 +189,33 @@ class Trainer:
             return
         saved = checkpoints.read_config(path, ConfigError)
         self.history = list(saved.get("history", []))
-        safe, unsafe = config_lib.resume_changes(saved.get("flags", {}), self.config)
+        allow = self.config.run.allow_config_change
+        if "flags" not in saved:
+            if not allow:
+                raise ConfigError(f"{path} has no \"flags\" record, so the settings this run "
+                                  "was trained with are unknown; restore it, use another "
+                                  "--workdir, or --allow_config_change to resume with these")
+            logging.warning("%s has no \"flags\" record; resuming with these settings "
+                            "(--allow_config_change)", path)
+        safe, unsafe, wrong, unknown = config_lib.resume_changes(saved.get("flags", {}),
+                                                                 self.config)
+        if unknown:
+            logging.warning("%s: unknown option(s) in flags, ignored: %s", path,
+                            ", ".join(unknown))
+        if wrong and not allow:
+            raise ConfigError(f"{path}: {'; '.join(wrong)}; restore it, use another --workdir, "
+                              "or --allow_config_change to resume with these settings")
 
         def describe(changes):
-            return "; ".join(f"--{k}: {old!r} -> {new!r}" for k, (old, new) in changes.items())
+            return "; ".join(f"--{k}: {old!r} -> {new!r}" if old != config_lib.NOT_RECORDED
+                             else f"--{k}: {old} -> {new!r}" for k, (old, new) in changes.items())
 
         if "precision" in unsafe:
             old, new = unsafe["precision"]
             raise ConfigError(f"workdir {self.workdir} was trained with --precision={old}; it "
                               f"cannot resume with --precision={new} (the optimizer state keeps "
                               "its precision); use another --workdir")
-        if unsafe and not self.config.run.allow_config_change:
+        if unsafe and not allow:
             raise ConfigError(f"workdir {self.workdir} was trained with other settings "
                               f"({describe(unsafe)}): resuming would change how its steps "
                               "are trained; use the recorded values, another --workdir, or "

@@ -434,7 +434,7 @@ def test_workdir_tf_config_and_config_json_errors_are_one_line(tmp_path):
     training.run(config)
     config_json = tmp_path / "run" / "config.json"
     config_json.write_text("{ not json")
-    with pytest.raises(training.ConfigError, match=r"config.json is not a readable sagan_tf "
+    with pytest.raises(training.ConfigError, match=r"config.json: not a readable sagan_tf "
                                                    r"config.json \(JSONDecodeError"):
         training.run(config)
     for text, message in [
@@ -447,6 +447,52 @@ def test_workdir_tf_config_and_config_json_errors_are_one_line(tmp_path):
     ]:
         with pytest.raises(training.ConfigError, match=message):
             training.check_tf_config(text)
+
+
+def test_a_hand_edited_config_json_never_switches_the_resume_guard_off(tmp_path, caplog):
+    config = _config(tmp_path, steps=2, export=False)
+    training.run(config)
+    path = tmp_path / "run" / "config.json"
+    good = json.loads(path.read_text())
+
+    def edited(edit):
+        record = json.loads(json.dumps(good))
+        edit(record)
+        path.write_text(json.dumps(record))
+
+    bigger = config.replace(batch_size=16, steps=3)
+    # Wrong types and nulls where an object belongs: one line naming the key.
+    for edit, message in [
+        (lambda r: r.update(flags=None), "'flags' must be an object, not null"),
+        (lambda r: r.update(history=None), "'history' must be a list, not null"),
+        (lambda r: r["architecture"].update(generator=None),
+         "'architecture.generator' must be an object, not null"),
+        (lambda r: r["architecture"].pop("ema"), "the key 'architecture.ema' is missing"),
+        (lambda r: r["flags"].update(batch_size="sixteen"),
+         'flags.batch_size is "sixteen", not a value of --batch_size'),
+        (lambda r: r.pop("flags"), 'has no "flags" record'),
+    ]:
+        edited(edit)
+        with pytest.raises(training.ConfigError) as error:
+            training.run(bigger)
+        assert message in str(error.value) and "\n" not in str(error.value), str(error.value)
+    # A deleted option is taken at its default: changing it is refused like any change.
+    edited(lambda r: r["flags"].pop("batch_size"))
+    with pytest.raises(training.ConfigError, match=r"--batch_size: \(not recorded\) -> 16"):
+        training.run(bigger)
+    # --allow_config_change resumes and records what changed in the history.
+    edited(lambda r: r.pop("flags"))
+    result = training.run(bigger.replace(allow_config_change=True))
+    assert result["step"] == 3
+    history = json.loads(path.read_text())["history"]
+    assert history[-1]["step"] == 2 and history[-1]["changed"]["batch_size"] == [
+        "(not recorded)", 16]
+    # Unknown keys are reported once and ignored.
+    edited(lambda r: (r.update(notes="mine"), r["flags"].update(old_option=1)))
+    with caplog.at_level("WARNING"):
+        assert training.run(config.replace(steps=4))["step"] == 4
+    assert sum("unknown key(s) notes" in m for m in caplog.messages) == 1
+    assert any("unknown option(s) in flags, ignored: old_option" in m for m in caplog.messages)
 
 
 def test_a_folder_smaller_than_a_batch_is_one_line(tmp_path):
