@@ -211,7 +211,24 @@ SKIP_REASONS = {
     "not a regular file": "not regular files (FIFOs, sockets, devices, directories)",
     "unsupported mode": "palette or 1-bit BMPs (TensorFlow's decoder misreads or refuses them)",
     "undecodable": "corrupt or not an image its name says (e.g. a TIFF named .png)",
+    "gif": "GIFs (not read: a GIF may be animated or palette-transparent; convert it to PNG)",
+    "too large": "over the {limit:,}-pixel limit that guards against decompression bombs "
+                 "(set SAGAN_TF_MAX_IMAGE_PIXELS to raise it)",
 }
+# Files with these endings are counted among the skipped, with their reason.
+SKIPPED_EXTENSIONS = {".gif": "gif"}
+# Images of more pixels are skipped unread (PIL's own warning threshold, about 9,459^2).
+MAX_IMAGE_PIXELS = 89_478_485
+
+
+def max_image_pixels():
+    """The pixel limit of folder images: SAGAN_TF_MAX_IMAGE_PIXELS, else MAX_IMAGE_PIXELS."""
+    value = os.environ.get("SAGAN_TF_MAX_IMAGE_PIXELS", "")
+    try:
+        return int(value) if value else MAX_IMAGE_PIXELS
+    except ValueError:
+        raise DataError(f"SAGAN_TF_MAX_IMAGE_PIXELS must be a whole number of pixels; got "
+                        f"{value!r}") from None
 EXIF_ORIENTATION = 0x0112
 
 
@@ -222,17 +239,20 @@ def _has_transparency(image):
     return False
 
 
-def _probe(path):
+def _probe(path, limit=MAX_IMAGE_PIXELS):
     """(reason it is skipped or None, width, height, EXIF orientation, transparent)
     of an image file, decoded by the decoder training uses. Anything but a regular
     file (or a link to one) is refused without being opened, so a FIFO cannot
-    block the scan.
+    block the scan; an image of more than `limit` pixels is refused from its
+    header, before anything is decoded.
 
     PIL reads more than TensorFlow does: a TIFF named .png, or a 1-bit BMP, pass
     PIL and crash training at the step that reads them. Palette BMPs decode in
     TensorFlow, but as grayscale palette indices, so they are refused too.
     """
+    import re
     import stat
+    import warnings
 
     from PIL import Image
 
@@ -242,8 +262,22 @@ def _probe(path):
         return ("broken link" if os.path.islink(path) else "undecodable"), 0, 0, 1, False
     if not stat.S_ISREG(mode):
         return "not a regular file", 0, 0, 1, False
+    extension = os.path.splitext(path)[1].lower()
+    if extension in SKIPPED_EXTENSIONS:
+        return SKIPPED_EXTENSIONS[extension], 0, 0, 1, False
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():
+            # PIL's own guard warns on the console (or fails) for huge images: ours,
+            # from the header, comes first.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            try:
+                image = Image.open(path)
+            except Image.DecompressionBombError as e:
+                found = re.search(r"\((\d+) pixels\)", str(e))
+                return "too large", int(found.group(1)) if found else 0, 1, 1, False
+        with image:
+            if image.width * image.height > limit:
+                return "too large", image.width, image.height, 1, False
             image.load()
             if image.format == "BMP" and image.mode in ("P", "1"):
                 return "unsupported mode", 0, 0, 1, False
@@ -271,7 +305,7 @@ def scan_folder(root, image_size, folder_labels=False):
     Skipped files are counted by reason in one warning (with a few names); images
     smaller than `image_size` are kept and counted (upscaled).
     """
-    key = (os.path.abspath(root), image_size, folder_labels)
+    key = (os.path.abspath(root), image_size, folder_labels, max_image_pixels())
     if key in _FOLDER_CACHE:
         return _FOLDER_CACHE[key]
     if not os.path.isdir(root):
@@ -280,10 +314,15 @@ def scan_folder(root, image_size, folder_labels=False):
         os.path.join(d, f)
         for d, _, files in os.walk(root)
         for f in files
-        if f.lower().endswith(IMAGE_EXTENSIONS)
+        if f.lower().endswith(IMAGE_EXTENSIONS + tuple(SKIPPED_EXTENSIONS))
     )
+    limit = max_image_pixels()
+    if limit > MAX_IMAGE_PIXELS:  # asked for: PIL's own guard must let such images open
+        from PIL import Image
+
+        Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, limit)
     with ThreadPoolExecutor(max_workers=8) as pool:
-        probes = list(pool.map(_probe, paths))
+        probes = list(pool.map(lambda path: _probe(path, limit), paths))
     good = [p for p, probe in zip(paths, probes) if probe[0] is None]
     orientations = [probe[3] for probe in probes if probe[0] is None]
     bad = [(p, probe[0]) for p, probe in zip(paths, probes) if probe[0] is not None]
@@ -292,9 +331,12 @@ def scan_folder(root, image_size, folder_labels=False):
         counts = {}
         for _, reason in bad:
             counts[reason] = counts.get(reason, 0) + 1
-        names = ", ".join(_printable(p, root) for p, _ in bad[:5])
+        sizes = {p: probe[1:3] for p, probe in zip(paths, probes) if probe[0] == "too large"}
+        names = ", ".join(_printable(p, root) + (
+            f" ({sizes[p][0] * sizes[p][1]:,} px)" if p in sizes else "") for p, _ in bad[:5])
         logging.warning("skipped %d file(s) in %s: %s (%s%s)", len(bad), root,
-                        "; ".join(f"{n} {SKIP_REASONS[r]}" for r, n in counts.items()),
+                        "; ".join(f"{n} {SKIP_REASONS[r].format(limit=limit)}"
+                                  for r, n in counts.items()),
                         names, " ..." if len(bad) > 5 else "")
     transparent = sum(probe[0] is None and probe[4] for probe in probes)
     if transparent:

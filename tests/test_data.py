@@ -190,6 +190,51 @@ def test_folder_skips_what_tensorflow_cannot_decode(tmp_path, caplog):
     assert images.shape == (3, 32, 32, 3)
 
 
+def _png_header(width, height):
+    """A PNG that declares width x height pixels and holds none (what a decompression
+    bomb looks like to a reader of headers)."""
+    import struct
+    import zlib
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(
+            ">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+def test_huge_images_and_gifs_are_skipped_with_their_reason(tmp_path, caplog, capfd,
+                                                            monkeypatch):
+    from PIL import Image
+
+    root = tmp_path / "big"
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        _write(str(root / f"good{i}.png"), rng.integers(0, 255, (40, 40, 3), dtype=np.uint8), "PNG")
+    (root / "bomb.png").write_bytes(_png_header(30000, 30000))  # over PIL's hard limit
+    (root / "huge.png").write_bytes(_png_header(10000, 10000))  # over PIL's warning limit
+    Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(root / "anim.gif")
+    data._FOLDER_CACHE.clear()
+    caplog.set_level(logging.WARNING)
+    spec = data.DataSpec(f"folder:{root}", 32, 3)
+    assert data.describe(spec).num_examples == 2
+    text = caplog.text
+    assert "skipped 3 file(s)" in text
+    assert "2 over the 89,478,485-pixel limit that guards against decompression bombs (set " \
+           "SAGAN_TF_MAX_IMAGE_PIXELS to raise it)" in text
+    assert "1 GIFs (not read" in text
+    assert "bomb.png (900,000,000 px)" in text and "huge.png (100,000,000 px)" in text
+    assert "DecompressionBomb" not in capfd.readouterr().err  # no raw Python warning
+    # The limit is a setting: below 40 x 40, the good images are too large as well.
+    monkeypatch.setenv("SAGAN_TF_MAX_IMAGE_PIXELS", "1000")
+    with pytest.raises(data.DataError, match="has no readable image"):
+        data.describe(spec)
+    monkeypatch.setenv("SAGAN_TF_MAX_IMAGE_PIXELS", "lots")
+    with pytest.raises(data.DataError, match="SAGAN_TF_MAX_IMAGE_PIXELS must be a whole number"):
+        data.describe(spec)
+
+
 def test_folder_skips_corrupt_counts_tiny_and_reads_every_format(image_folder, caplog):
     data._FOLDER_CACHE.clear()
     caplog.set_level(logging.WARNING)
