@@ -110,7 +110,10 @@ def check_workdir(workdir, architecture, error=ValueError):
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise error(f"workdir {workdir} is a file, not a directory")
     try:
-        os.makedirs(workdir, exist_ok=True)
+        if not os.path.isdir(workdir):
+            os.makedirs(workdir)
+            logging.info("created the run directory %s (checkpoints, logs, samples, "
+                         "config.json)", os.path.abspath(workdir))
         with open(os.path.join(workdir, ".write_test"), "w"):
             pass
         os.remove(os.path.join(workdir, ".write_test"))

@@ -258,7 +258,9 @@ class RunConfig(_Section):
     (`sagan_tf.training`)."""
 
     workdir: Optional[str] = option(None, "Run directory (default runs/<dataset>); resumes "
-                                    "from it.",
+                                    "from it. {dataset} in it becomes the dataset's name (the "
+                                    "folder's name for folder:PATH), e.g. "
+                                    "runs/{dataset}_colour_32.",
         resumable=True)
     strategy: str = option("auto", "auto (MirroredStrategy over all local GPUs, else one "
                            "device), one_device, mirrored, or multi_worker (TF_CONFIG).",
@@ -394,11 +396,27 @@ def resume_changes(saved, config):
     return safe, unsafe, wrong, sorted(set(saved) - set(fields))
 
 
-def default_workdir(dataset):
-    """runs/<dataset> ('/' made '_'); for folder:PATH, runs/<the folder's name>."""
+def dataset_name(dataset):
+    """A dataset as a directory name: its name ('/' made '_'); for folder:PATH, the
+    folder's name."""
     if dataset.startswith("folder:"):
-        return os.path.join("runs", os.path.basename(os.path.normpath(dataset[len("folder:"):])))
-    return os.path.join("runs", dataset.replace("/", "_"))
+        return os.path.basename(os.path.normpath(dataset[len("folder:"):]))
+    return dataset.replace("/", "_")
+
+
+def default_workdir(dataset):
+    """runs/<dataset name>."""
+    return os.path.join("runs", dataset_name(dataset))
+
+
+def expand_workdir(workdir, dataset):
+    """`workdir` with `{dataset}` replaced by the dataset's name, so a flag file for
+    any folder names its own run directory (`--workdir=runs/{dataset}_colour_32`)."""
+    if workdir is None:
+        return default_workdir(dataset)
+    if "{" in workdir.replace("{dataset}", "") or "}" in workdir.replace("{dataset}", ""):
+        raise ConfigError(f"--workdir={workdir}: the only placeholder it takes is {{dataset}}")
+    return workdir.replace("{dataset}", dataset_name(dataset))
 
 
 @dataclasses.dataclass
@@ -414,8 +432,7 @@ class TrainConfig:
     export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
 
     def __post_init__(self):
-        if self.run.workdir is None:
-            self.run.workdir = default_workdir(self.data.dataset)
+        self.run.workdir = expand_workdir(self.run.workdir, self.data.dataset)
         self.validate()
 
     @classmethod

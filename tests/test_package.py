@@ -103,6 +103,27 @@ def test_a_flag_given_twice_takes_the_last_value(tmp_path):
     assert config.training.steps == 20 and config.training.lr_g == 2e-3
 
 
+def test_the_folder_recipes_get_their_own_run_directories(tmp_path):
+    """The README's own-folder recipes, run one after another on one folder, write
+    runs/<folder> (a preset), runs/<folder>_few_images_64 and runs/<folder>_colour_32."""
+    folder = tmp_path / "shapes"
+
+    def workdir(*args):
+        flag_values = absl_flags.FlagValues()
+        config_lib.define_flags(flag_values)
+        flag_values(flagfiles.rewrite_argv(["train", *args, f"--dataset=folder:{folder}"]))
+        config = config_lib.TrainConfig.from_flags(flag_values)
+        return config.run.workdir, config.export_name
+
+    assert workdir("--preset=dcgan_64") == (os.path.join("runs", "shapes"), "shapes")
+    assert workdir("--flagfile=few_images_64") == ("runs/shapes_few_images_64",
+                                                  "shapes_few_images_64")
+    assert workdir("--flagfile=colour_32") == ("runs/shapes_colour_32", "shapes_colour_32")
+    assert workdir("--flagfile=colour_32", "--workdir=/x/{dataset}") == ("/x/shapes", "shapes")
+    with pytest.raises(config_lib.ConfigError, match=r"the only placeholder it takes is \{dataset\}"):
+        workdir("--workdir=runs/{folder}")
+
+
 def test_every_option_is_defined_once_with_its_default():
     flag_values = absl_flags.FlagValues()
     config_lib.define_flags(flag_values)

@@ -625,6 +625,7 @@ def test_folder_labels_are_named_in_the_log_the_run_and_the_savedmodel(tmp_path,
     with caplog.at_level(logging.INFO, logger="absl"):
         result = training.run(config)
     assert "labels: 0=cats, 1=dogs" in caplog.text
+    assert f"created the run directory {tmp_path / 'run'}" in caplog.text
     with open(tmp_path / "run" / "config.json") as f:
         assert json.load(f)["dataset"]["class_names"] == ["cats", "dogs"]
     loaded = sampling.load_model(result["export"])
