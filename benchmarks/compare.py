@@ -153,7 +153,9 @@ def run_one(variant, seed, steps, args, base, argv, workroot):
             "dataset": base.data.dataset, "backbone": args.backbone,
             "minutes": args.minutes, "flags": argv,
             "workdir": workdir if args.keep_workdirs else None,
-            "img_per_s": round(summary["mean_images_per_second"], 1),
+            # Steady state: from the end of the first (compiling) step to the last step.
+            "img_per_s": round(summary.get("steady_images_per_second")
+                               or summary["mean_images_per_second"], 1),
             "train_seconds": round(summary["train_seconds"], 1),
             "export_mb": _megabytes(os.path.join(workdir, "export")),
             "g_d_mb": round(sum(summary["float32_bytes"].values()) / 2**20, 2),
@@ -188,13 +190,22 @@ def table(rows, variants):
     return "\n".join(lines)
 
 
+class _DefaultsOnce(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a flag's default unless its help already says it or it has none."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def parse_args(argv=None):
     from sagan_tf.backbones import BACKBONES
 
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0] + " " + __doc__.splitlines()[1],
         epilog="variants: " + "; ".join(f"{name}: {text}" for name, (text, _) in VARIANTS.items()),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_DefaultsOnce)
     parser.add_argument("--flagfile", default="mnist5k_32",
                         help="the recipe: a preset name (sagan-train --help lists them) or a path")
     parser.add_argument("--dataset", default=None,
@@ -281,4 +292,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    from sagan_tf import runtime
+
+    runtime.setup()  # before TensorFlow's import: its start-up lines stay out of --help
     main()

@@ -101,6 +101,10 @@ class CheckpointSaver(keras.callbacks.Callback):
         self.save()
 
 
+# Longest wall time between two progress lines, whatever the step cadence.
+HEARTBEAT_SECONDS = 60
+
+
 class TrainingMonitor(keras.callbacks.Callback):
     """Terminal progress and TensorBoard summaries.
 
@@ -130,12 +134,27 @@ class TrainingMonitor(keras.callbacks.Callback):
         self._t0 = None
         self._s0 = None
         self.images_per_second = None  # of the last log period
+        self.steady_images_per_second = None  # from the end of the first call (compiled) on
         self.steps_run = 0
         self.train_seconds = 0.0  # from the start to the last step's end, compilation included
 
     def on_train_begin(self, logs=None):
         self._t0, self._s0 = time.time(), _step(self.model)
         self._begin, self._start_step, self._calls = self._t0, self._s0, 0
+        self._last_line = self._t0
+
+    def _heartbeat(self, step):
+        """A short line when `log_every` steps take longer than HEARTBEAT_SECONDS: the
+        step, the speed and the time left (no losses: the period's means and the
+        TensorBoard scalars stay at the `log_every` cadence)."""
+        speed = (step - self._s0) * self.global_batch / max(time.time() - self._t0, 1e-9)
+        parts = [f"step {step}/{self.total_steps} ({100 * step // self.total_steps}%)"]
+        if step > self._s0:
+            seconds = (self.total_steps - step) * self.global_batch / speed
+            parts += [f"{speed:.1f} img/s", f"eta {int(seconds // 60)}m{int(seconds % 60):02d}s"]
+        parts.append(f"losses every {self.log_every} steps")
+        logging.info("%s", " | ".join(parts))
+        self._last_line = time.time()
 
     def on_train_batch_end(self, batch, logs=None):
         step = _step(self.model)
@@ -146,8 +165,15 @@ class TrainingMonitor(keras.callbacks.Callback):
             logging.info("step %d: the first step compiled and ran in %.1f s; a progress line "
                          "follows every %d steps", step, self.train_seconds, self.log_every)
             self._t0, self._s0 = time.time(), step  # periods' speeds exclude compilation
+            self._steady_t0, self._steady_s0 = self._t0, step
+            self._last_line = self._t0
+        elif step > self._steady_s0:
+            self.steady_images_per_second = ((step - self._steady_s0) * self.global_batch
+                                             / max(time.time() - self._steady_t0, 1e-9))
         if step % self.log_every == 0 or step == self.total_steps:
             self._log(step, logs or {})
+        elif self._calls > 1 and time.time() - self._last_line >= HEARTBEAT_SECONDS:
+            self._heartbeat(step)
         if self.samples_dir and (step % self.sample_every == 0 or step == self.total_steps):
             self.write_samples(step)
 
@@ -177,6 +203,7 @@ class TrainingMonitor(keras.callbacks.Callback):
                                   description="Training images per second over the log period.")
         self.writer.flush()
         logging.info("%s", self.progress_line(step, logs))
+        self._last_line = time.time()
         for metric in model.metrics:  # per-period means
             metric.reset_state()
         self._t0, self._s0 = now, step

@@ -18,6 +18,9 @@ and a quiet start on machines without a GPU.
     into one op, which would remove the `Add` output that LeakyReLU's gradient
     reads, so it logs `remapper failed: ... Mutation::Apply error` and leaves that
     graph as it was (the step computes exactly what it would without the remapper);
+    and oneDNN's `supports DT_UINT8 only on platforms with AVX-512. Falling back to
+    the default Eigen-based implementation`, printed when a folder's uint8 images
+    are resized, even on CPUs with AVX-512: the Eigen kernel computes the same;
   - glibc's malloc keeps freed memory for reuse (`keep_freed_memory`): by default
     it maps every block of 32 MiB or more (an attention map of batch 128 at
     16x16 is 32 MiB) freshly from the kernel and returns it on free, so each step
@@ -65,7 +68,8 @@ def keep_freed_memory():
 
 
 # Byte strings of C++ log lines that say nothing a user can act on (see the module doc).
-HARMLESS_STDERR = (b"remapper failed: INVALID_ARGUMENT: Mutation::Apply error: fanout",)
+HARMLESS_STDERR = (b"remapper failed: INVALID_ARGUMENT: Mutation::Apply error: fanout",
+                   b"oneDNN supports DT_UINT8 only on platforms with AVX-512")
 
 _FILTER = r"""
 import os, sys

@@ -391,6 +391,7 @@ class Trainer:
                 raise
             raise data.DataError(line) from None
         logs["images_per_second"] = monitor.images_per_second
+        logs["steady_images_per_second"] = monitor.steady_images_per_second
         logs["train_seconds"] = monitor.train_seconds
         logs["mean_images_per_second"] = (monitor.steps_run * batch_size
                                           / max(monitor.train_seconds, 1e-9))

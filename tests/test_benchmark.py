@@ -80,6 +80,13 @@ def test_the_compare_protocol_help_and_bad_input(capsys):
     assert done.value.code == 0
     help_text = capsys.readouterr().out
     assert "--flagfile FLAGFILE" in help_text and "ada_lecam:" in help_text
+    # Each default once, none for options without one.
+    assert "(default: None)" not in help_text and ") (default:" not in help_text
+    assert "(default: the flag file's)" in help_text and "(default: 0,1,2)" in help_text
+    # The command itself: the usage and nothing of TensorFlow's start-up before it.
+    proc = run_command("benchmarks.compare", "--help", timeout=300)
+    assert proc.returncode == 0 and proc.stdout.startswith("usage:"), proc.stderr[-2000:]
+    assert proc.stderr.strip() == "", proc.stderr[-2000:]
     with pytest.raises(SystemExit) as bad:
         compare.main(["--dataset=cifar10"])
     assert bad.value.code == 2

@@ -1,5 +1,6 @@
 import glob
 import json
+import logging
 import os
 import re
 import signal
@@ -447,6 +448,19 @@ def test_workdir_tf_config_and_config_json_errors_are_one_line(tmp_path):
     ]:
         with pytest.raises(training.ConfigError, match=message):
             training.check_tf_config(text)
+
+
+def test_a_progress_line_comes_at_least_every_heartbeat_whatever_the_cadence(tmp_path, caplog,
+                                                                             monkeypatch):
+    monkeypatch.setattr(callbacks, "HEARTBEAT_SECONDS", 0.0)  # every step is "long"
+    with caplog.at_level(logging.INFO, logger="absl"):
+        result = training.run(_config(tmp_path, steps=4, log_every=1000, export=False))
+    beats = [m for m in caplog.messages if m.endswith("losses every 1000 steps")]
+    assert [b.split(" |")[0] for b in beats] == ["step 2/4 (50%)", "step 3/4 (75%)"], beats
+    assert all(re.search(r" \| [\d.]+ img/s \| eta \d+m\d\ds \| ", b) for b in beats), beats
+    assert any(m.startswith("step 4/4 (100%) | d_loss") for m in caplog.messages)  # the last
+    summary = json.load(open(tmp_path / "run" / "summary.json"))
+    assert summary["steady_images_per_second"] > 0  # the compiling first step left out
 
 
 def test_a_hand_edited_config_json_never_switches_the_resume_guard_off(tmp_path, caplog):
