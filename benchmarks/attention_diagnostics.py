@@ -1,6 +1,6 @@
 """How much a trained run uses its attention layers.
 
-    python -m benchmarks.attention_diagnostics --workdir=runs/mnist5k
+    python -m benchmarks.attention_diagnostics --workdir=runs/mnist5k_32
 
 Prints, as JSON lines:
   - `gamma`: every attention layer's gamma at each logged step (TensorBoard

@@ -5,7 +5,8 @@ npm package (Apache-2.0) as a labelled image folder, one sub-folder per category
     python -m benchmarks.emoji --out=faces --categories=smileys_emotion   # 169 faces
     python -m benchmarks.emoji --out=emoji --package=emoji-datasource-google-16.0.0.tgz
 
-Then `sagan-train --flagfile=emoji_32 --dataset=folder:emoji` trains on it.
+Then `sagan-train --flagfile=colour_32 --dataset=folder:emoji --folder_labels
+--conditional` trains on it.
 
 The drawings are the package's `img/google/64/*.png` (64x64 RGBA, transparent
 around the drawing), one per emoji of its `emoji.json` (skin-tone variants left

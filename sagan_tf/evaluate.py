@@ -2,7 +2,7 @@
 JSON line.
 
     sagan-evaluate --model=savedmodels/mnist5k_32 --dataset=mnist5k --split=test
-    sagan-evaluate --model=savedmodels/celeba --dataset=celeb_a \\
+    sagan-evaluate --model=savedmodels/celeb_a_64 --dataset=celeb_a \\
         --backbone=inception_graph --inception_graph=classify_image_graph_def.pb --num_samples=50000
     sagan-evaluate --workdir=runs/mnist5k_32 --num_samples=2000
 
