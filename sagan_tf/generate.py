@@ -4,9 +4,9 @@ from an exported model.
 Reads only the SavedModel (no training code, no checkpoint), so it works on any
 model written by `sagan-export` or `sagan-train`:
 
-    sagan-generate --model=savedmodels/mnist5k_32 --num=64 --out=grid.png
-    sagan-generate --model=savedmodels/mnist5k_32 --interpolate=10 --out=lerp.png
-    sagan-generate --model=savedmodels/mnist5k_32 --attention=4 --out=attention.png
+    sagan-generate --model=savedmodels/mnist5k_32 --num=64 --out=runs/mnist5k_32/grid.png
+    sagan-generate --model=savedmodels/mnist5k_32 --interpolate=10 --out=runs/mnist5k_32/lerp.png
+    sagan-generate --model=savedmodels/mnist5k_32 --attention=4 --out=runs/mnist5k_32/attention.png
 """
 
 import os
