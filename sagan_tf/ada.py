@@ -39,17 +39,16 @@ import math
 import tensorflow as tf
 
 from sagan_tf import augment
+from sagan_tf.names import ADA_TRANSFORMS as TRANSFORMS
+from sagan_tf.names import ADA_INTERVAL as INTERVAL  # steps between adjustments of p
+from sagan_tf.names import ADA_TARGET as TARGET  # StyleGAN2-ADA's r_t target
 
-TRANSFORMS = ("xflip", "rotate90", "translate", "scale", "brightness", "contrast",
-              "saturation", "cutout")
 TRANSLATE_RATIO = 0.125
 SCALE_STD = 0.2 * math.log(2.0)
 BRIGHTNESS_STD = 0.2
 CONTRAST_STD = 0.5 * math.log(2.0)
 SATURATION_STD = math.log(2.0)
 CUTOUT_RATIO = 0.5
-TARGET = 0.6  # StyleGAN2-ADA's r_t target
-INTERVAL = 4  # steps between adjustments of p
 
 
 def parse_transforms(text):

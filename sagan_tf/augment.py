@@ -25,7 +25,8 @@ Reference:
 
 import tensorflow as tf
 
-POLICIES = ("color", "translation", "cutout")
+from sagan_tf.names import AUGMENT_POLICIES as POLICIES
+
 TRANSLATION_RATIO = 0.125
 CUTOUT_RATIO = 0.5
 

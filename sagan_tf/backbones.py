@@ -22,12 +22,12 @@ import numpy as np
 import tensorflow as tf
 
 from sagan_tf.visualize import to_rgb
+from sagan_tf.names import BACKBONES
 
 INCEPTION_INPUT = "ExpandDims:0"
 INCEPTION_POOL = "pool_3:0"
 INCEPTION_WEIGHTS = "softmax/weights:0"
 INCEPTION_BIASES = "softmax/biases:0"
-BACKBONES = ("classifier", "inception_graph", "keras_inception")
 
 
 class BackboneError(RuntimeError):

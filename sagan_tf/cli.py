@@ -23,7 +23,8 @@ def entry_point(define_flags, main, prepare_argv=None, doc=None):
     (a console command's `__main__` is its generated script)."""
 
     def run():
-        runtime.setup()
+        # --help needs no TensorFlow: its import (seconds) waits for a command that runs.
+        runtime.setup(import_tensorflow=not any(_is_help(arg) for arg in sys.argv[1:]))
         main_module = sys.modules.get("__main__")
         if doc and main_module is not None and not main_module.__doc__:
             main_module.__doc__ = doc
@@ -72,10 +73,13 @@ def one_line(message):
 
 def flag_definer(flag_values):
     """`define(kind, name, default, help, **kwargs)`: absl's `DEFINE_<kind>` into
-    `flag_values`."""
+    `flag_values`, registered as a key flag of the program that runs, so that its
+    `--help` lists it (absl files a flag under the module that called DEFINE, here
+    this one, and `--help` shows the main program's flags)."""
     from absl import flags
 
     def define(kind, *args, **kwargs):
-        getattr(flags, f"DEFINE_{kind}")(*args, flag_values=flag_values, **kwargs)
+        holder = getattr(flags, f"DEFINE_{kind}")(*args, flag_values=flag_values, **kwargs)
+        flag_values.register_key_flag_for_module(sys.argv[0], flag_values[holder.name])
 
     return define

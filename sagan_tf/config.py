@@ -21,14 +21,14 @@ import os
 import typing
 from typing import Optional, Tuple
 
-from sagan_tf import ada, augment, losses
-from sagan_tf.gan import FAKE_LABELS
+# Only TensorFlow-free modules at import: flag definitions and --help read this one.
 from sagan_tf.models import presets
+from sagan_tf.names import (ADA_INTERVAL, ADA_TARGET, ADA_TRANSFORMS, ATTENTION_VARIANTS,
+                            AUGMENT_POLICIES, BACKBONES, FAKE_LABELS, LOSSES)
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
-VARIANTS = ("paper", "official")
-from sagan_tf.backbones import BACKBONES  # noqa: E402
+VARIANTS = ATTENTION_VARIANTS
 
 
 class ConfigError(ValueError):
@@ -203,20 +203,20 @@ class TrainingConfig(_Section):
                               "official code).", FAKE_LABELS)
     d_steps: int = option(1, "Discriminator updates per generator update.")
     loss: str = option("hinge", "Adversarial loss: hinge, ns (non-saturating) or wgan_gp.",
-                       losses.LOSSES)
+                       LOSSES)
     gp_weight: float = option(10.0, "Gradient-penalty weight (wgan_gp).")
     ema_decay: float = option(0.0, "EMA decay of G's weights (e.g. 0.999); 0 disables.")
     ema_start: int = option(0, "Step from which the EMA averages (before: copies).")
     augment: str = option("", "Augmentation of D's inputs, real and fake: DiffAugment's fixed "
-                          f"policies, a comma-separated subset of {','.join(augment.POLICIES)}; "
+                          f"policies, a comma-separated subset of {','.join(AUGMENT_POLICIES)}; "
                           "or ada, adaptive augmentation whose strength p follows "
                           "--ada_target; empty: none.")
-    ada_target: float = option(ada.TARGET, "ADA: target of r_t = E[sign(D(real))], in (0, 1); p rises "
+    ada_target: float = option(ADA_TARGET, "ADA: target of r_t = E[sign(D(real))], in (0, 1); p rises "
                                "while r_t is above it (D too sure of the real images).")
     ada_kimg: float = option(100.0, "ADA: thousands of real images over which p can move from 0 "
                              "to 1 at the fastest (StyleGAN2-ADA's long runs: 500).")
-    ada_interval: int = option(ada.INTERVAL, "ADA: steps between adjustments of p.")
-    ada_transforms: str = option(",".join(ada.TRANSFORMS), "ADA: the transformations drawn, "
+    ada_interval: int = option(ADA_INTERVAL, "ADA: steps between adjustments of p.")
+    ada_transforms: str = option(",".join(ADA_TRANSFORMS), "ADA: the transformations drawn, "
                                  "comma-separated (leave out those that change what an image "
                                  "shows, e.g. xflip,rotate90 for digits).")
     lecam_weight: float = option(0.0, "LeCam regularization weight of D (0: off; StudioGAN: "
@@ -235,6 +235,8 @@ class TrainingConfig(_Section):
         if not 0 < self.adam_epsilon < 1:
             _bad(f"--adam_epsilon must be in (0, 1); got {self.adam_epsilon}")
         _at_least(self, ("ema_start",), 0)
+        from sagan_tf import ada, augment  # the parsers of the modules that own the options
+
         try:
             augment.parse(self.augment)
         except ValueError as e:

@@ -6,9 +6,7 @@ import tensorflow as tf
 from sagan_tf import ada
 from sagan_tf import augment as aug
 from sagan_tf import losses
-
-
-FAKE_LABELS = ("real", "uniform")
+from sagan_tf.names import FAKE_LABELS
 
 
 class SAGAN(keras.Model):

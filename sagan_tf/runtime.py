@@ -126,7 +126,9 @@ def filter_stderr(patterns=HARMLESS_STDERR):
     return True
 
 
-def setup():
+def setup(import_tensorflow=True):
+    """The process set-up of the module doc; `import_tensorflow=False` (for --help)
+    leaves TensorFlow unimported: its start-up lines are then never printed."""
     keep_freed_memory()
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -136,7 +138,8 @@ def setup():
 
     absl_logging.get_absl_logger().addFilter(_LibraryInfoFilter())
     logging.getLogger("tensorflow").setLevel(logging.WARNING)
-    if "tensorflow" in sys.modules or os.environ["TF_CPP_MIN_LOG_LEVEL"] < "2":
+    if not import_tensorflow or "tensorflow" in sys.modules or \
+            os.environ["TF_CPP_MIN_LOG_LEVEL"] < "2":
         return
     sys.stderr.flush()
     saved = os.dup(2)

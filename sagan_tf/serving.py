@@ -28,8 +28,8 @@ import tensorflow as tf
 from absl import logging
 
 from sagan_tf.visualize import to_rgb, to_uint8
+from sagan_tf.names import SERVING_MAX_BATCH as MAX_BATCH
 
-MAX_BATCH = 1024
 # The attention signature computes every layer's dense (B, N, N_key) map (4 MiB per image
 # at 32x32 with all keys): it takes fewer images, and a bounded number of queries.
 MAX_ATTENTION_BATCH = 16

@@ -2,6 +2,7 @@
 files found by name, library modules that leave the process as it was."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -164,11 +165,22 @@ def test_a_wheel_install_runs_the_console_commands_from_any_directory(tmp_path):
         return subprocess.run([sys.executable, str(site / "bin" / name), *args], cwd=elsewhere,
                               env=env, capture_output=True, text=True, timeout=300)
 
+    import importlib
+
+    from absl import flags as absl_flags
+
     for name in ("sagan-train", "sagan-export", "sagan-generate", "sagan-evaluate",
                  "sagan-benchmark", "sagan-import-torch"):
         proc = command(name, "--helpshort")
         assert proc.returncode == 0, (name, proc.stderr)
         assert proc.stdout.strip().startswith(f"{name} (python -m sagan_tf."), (name, proc.stdout)
+        # --help lists every flag the command defines, and nothing of TensorFlow's.
+        own = absl_flags.FlagValues()
+        importlib.import_module("sagan_tf." + name[len("sagan-"):].replace("-", "_")
+                                ).define_flags(own)
+        listed = set(re.findall(r"^  --(?:\[no\])?(\w+):", proc.stdout, re.M))
+        assert listed == set(own), (name, set(own) ^ listed)
+        assert "tt_check_filter" not in proc.stdout and proc.stderr.strip() == "", name
     # A preset by name is found from the installed package, parsed and validated.
     proc = command("sagan-train", "--flagfile=mnist5k_32", "--steps=-1")
     assert proc.returncode == 1

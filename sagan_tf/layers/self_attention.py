@@ -6,8 +6,7 @@ from keras import ops
 from sagan_tf.layers import attention_ops
 from sagan_tf.layers.pointwise_conv import PointwiseConv2D
 from sagan_tf.layers.spectral_norm import SpectralNormalization
-
-VARIANTS = ("paper", "official")
+from sagan_tf.names import ATTENTION_VARIANTS as VARIANTS
 
 
 @keras.saving.register_keras_serializable(package="sagan_tf")

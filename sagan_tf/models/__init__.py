@@ -4,11 +4,30 @@
 `Discriminator`) build the family that a preset or config names.
 """
 
-from sagan_tf.models.base import Discriminator, Generator
-from sagan_tf.models.baseline import BaselineDiscriminator, BaselineGenerator
-from sagan_tf.models.dcgan import DCGANDiscriminator, DCGANGenerator
-from sagan_tf.models.presets import IMAGE_SIZES, PRESETS
-from sagan_tf.models.resnet import ResNetDiscriminator, ResNetGenerator
+import importlib
+
+# Names imported on first use (PEP 562), so that `sagan_tf.models.presets`, plain data
+# that flag definitions read, comes without TensorFlow.
+_HOMES = {"Discriminator": "base", "Generator": "base",
+          "BaselineDiscriminator": "baseline", "BaselineGenerator": "baseline",
+          "DCGANDiscriminator": "dcgan", "DCGANGenerator": "dcgan",
+          "IMAGE_SIZES": "presets", "PRESETS": "presets",
+          "ResNetDiscriminator": "resnet", "ResNetGenerator": "resnet"}
+
+
+def __getattr__(name):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if _HOMES[name] != "presets":
+        for family in ("baseline", "dcgan", "resnet"):  # each registers its family on import
+            importlib.import_module(f"{__name__}.{family}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_HOMES))
 
 __all__ = [
     "BaselineDiscriminator",

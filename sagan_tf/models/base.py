@@ -129,6 +129,11 @@ class _FamilyModel(keras.Model):
     @classmethod
     def family(cls, architecture):
         """The class of the family named `architecture`."""
+        if architecture not in cls._families:  # the family modules register on import
+            import importlib
+
+            for module in ("baseline", "dcgan", "resnet"):
+                importlib.import_module(f"sagan_tf.models.{module}")
         check_choice(cls.__name__, "architecture", architecture, sorted(cls._families))
         return cls._families[architecture]
 
