@@ -194,7 +194,7 @@ class _DefaultsOnce(argparse.ArgumentDefaultsHelpFormatter):
     """Shows a flag's default unless its help already says it or it has none."""
 
     def _get_help_string(self, action):
-        if action.default in (None, False) or "default" in (action.help or ""):
+        if action.default in (None, False, "") or "default" in (action.help or ""):
             return action.help
         return super()._get_help_string(action)
 
@@ -256,8 +256,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     parser, args, variants, seeds = parse_args(argv)
-    from sagan_tf import backbones, data, flagfiles
-    from sagan_tf.config import ConfigError
+    from sagan_tf import backbones, data
+    from sagan_tf.errors import UserError
 
     try:
         base, train_argv = base_config(args.flagfile, args.dataset, args.extra.split())
@@ -270,8 +270,7 @@ def main(argv=None):
                 raise data.DataError(f"--mirror_class={args.mirror_class} is not a class of "
                                      f"{base.data.dataset} ({', '.join(names) or 'no classes'})")
             args.mirror_class = names.index(args.mirror_class)
-    except (ConfigError, flagfiles.UnknownFlagFile, backbones.BackboneError,
-            data.DataError) as e:
+    except UserError as e:
         parser.exit(2, f"error: {e}\n")
     except Exception as e:  # noqa: BLE001 - absl's flag errors name the flag
         parser.exit(2, f"error: {' '.join(str(e).split())}\n")

@@ -29,12 +29,14 @@ import tempfile
 
 from absl import app, flags
 
+from sagan_tf.errors import UserError
+
 PACKAGE = "emoji-datasource-google"
 IMAGES = "img/google/64"
 LEFT_OUT = ("Component",)
 
 
-class EmojiError(ValueError):
+class EmojiError(UserError, ValueError):
     """A package or output problem, reported as one line."""
 
 

@@ -21,8 +21,9 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from sagan_tf.visualize import to_rgb
+from sagan_tf.errors import UserError
 from sagan_tf.names import BACKBONES
+from sagan_tf.visualize import to_rgb
 
 INCEPTION_INPUT = "ExpandDims:0"
 INCEPTION_POOL = "pool_3:0"
@@ -30,7 +31,7 @@ INCEPTION_WEIGHTS = "softmax/weights:0"
 INCEPTION_BIASES = "softmax/biases:0"
 
 
-class BackboneError(RuntimeError):
+class BackboneError(UserError, RuntimeError):
     """A backbone that cannot be loaded, reported as one line."""
 
 

@@ -12,6 +12,7 @@ import tensorflow as tf
 from absl import logging
 
 from sagan_tf import visualize
+from sagan_tf.errors import UserError
 
 
 SCALAR_DESCRIPTIONS = {
@@ -32,11 +33,11 @@ SCALAR_DESCRIPTIONS = {
 DISCRIMINATOR_SCALARS = ("d_real", "d_fake", "r_t")
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserError, RuntimeError):
     """Training produced a NaN or Inf loss (or weight)."""
 
 
-class CheckpointWriteError(RuntimeError):
+class CheckpointWriteError(UserError, RuntimeError):
     """A checkpoint could not be written (disk full, read-only); reported as one line."""
 
 

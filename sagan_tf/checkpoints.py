@@ -13,7 +13,13 @@ import os
 import tensorflow as tf
 from absl import logging
 
+from sagan_tf.config import ConfigError
 from sagan_tf.models import Discriminator, Generator
+
+
+class WorkdirError(ConfigError):
+    """A run directory that cannot be used as asked: not a run, unreadable or
+    hand-broken config.json, another architecture, no readable checkpoint, in use."""
 
 
 def checkpoint_weights(model):
@@ -52,18 +58,20 @@ def architecture(gan):
 # resume guard to refuse (training) or to fall back on defaults (evaluate).
 CONFIG_SCHEMA = (("architecture", dict, True), ("architecture.generator", dict, True),
                  ("architecture.discriminator", dict, True), ("architecture.ema", bool, True),
-                 ("flags", dict, False), ("dataset", dict, False), ("history", list, False))
+                 ("flags", dict, False), ("dataset", dict, False), ("history", list, False),
+                 # sagan-import-torch's workdirs: no flags until their first training run.
+                 ("imported_from", dict, False))
 _JSON_NAMES = {dict: "an object", list: "a list", bool: "true or false"}
 _WARNED = set()  # config.json paths whose unknown keys were logged
 
 
-def read_config(path, error=ValueError):
+def read_config(path):
     """A workdir's config.json, checked against CONFIG_SCHEMA: a file that is not
     JSON, a missing required key, or a value of the wrong type (a null where an
-    object belongs) raises `error`, one line naming the key. Unknown top-level
+    object belongs) raises WorkdirError, one line naming the key. Unknown top-level
     keys are logged once."""
     def bad(what):
-        raise error(f"{path}: {what}; restore it or use another --workdir")
+        raise WorkdirError(f"{path}: {what}; restore it or use another --workdir")
 
     try:
         with open(path) as f:
@@ -102,13 +110,13 @@ def with_defaults(architecture):
     return filled
 
 
-def check_workdir(workdir, architecture, error=ValueError):
-    """Raises `error` when `workdir` holds a checkpoint of another architecture
+def check_workdir(workdir, architecture):
+    """Raises WorkdirError when `workdir` holds a checkpoint of another architecture
     (or a checkpoint without the config.json that says which)."""
     path = os.path.join(workdir, "config.json")
     has_checkpoint = bool(checkpoint_steps(os.path.join(workdir, "checkpoints")))
     if os.path.exists(workdir) and not os.path.isdir(workdir):
-        raise error(f"workdir {workdir} is a file, not a directory")
+        raise WorkdirError(f"workdir {workdir} is a file, not a directory")
     try:
         if not os.path.isdir(workdir):
             os.makedirs(workdir)
@@ -118,9 +126,9 @@ def check_workdir(workdir, architecture, error=ValueError):
             pass
         os.remove(os.path.join(workdir, ".write_test"))
     except OSError as e:
-        raise error(f"workdir {workdir} cannot be written: {e.strerror or e}") from None
+        raise WorkdirError(f"workdir {workdir} cannot be written: {e.strerror or e}") from None
     if os.path.exists(path):
-        saved = with_defaults(read_config(path, error)["architecture"])
+        saved = with_defaults(read_config(path)["architecture"])
         ours = json.loads(json.dumps(architecture))
         if saved != ours:
             diffs = [f"{net}.{k}: {saved[net].get(k)} != {ours[net].get(k)}"
@@ -129,10 +137,10 @@ def check_workdir(workdir, architecture, error=ValueError):
                      if saved[net].get(k) != ours[net].get(k)]
             if saved["ema"] != ours["ema"]:
                 diffs.append(f"ema: {saved['ema']} != {ours['ema']}")
-            raise error(f"workdir {workdir} holds a checkpoint of a different architecture "
+            raise WorkdirError(f"workdir {workdir} holds a checkpoint of a different architecture "
                         f"({'; '.join(diffs[:3])}); use another --workdir")
     elif has_checkpoint:
-        raise error(f"workdir {workdir} holds a checkpoint without config.json; "
+        raise WorkdirError(f"workdir {workdir} holds a checkpoint without config.json; "
                     "use another --workdir")
 
 
@@ -141,9 +149,14 @@ def restore_generator_for_export(workdir):
     from its latest checkpoint, and that checkpoint's step."""
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{workdir} is not a training run (no config.json)")
+        raise WorkdirError(f"{workdir} is not a training run (no config.json)")
     architecture = read_config(path)["architecture"]
-    generator = Generator.from_config(architecture["generator"])
+    try:
+        generator = Generator.from_config(architecture["generator"])
+    except (TypeError, ValueError) as e:
+        raise WorkdirError(f"{path}: architecture.generator does not build a generator "
+                           f"({' '.join(str(e).split())[:160]}); restore it or use another "
+                           "--workdir") from None
     generator.build()
     key = "ema_generator" if architecture["ema"] else "generator"
     checkpoint = tf.train.Checkpoint(**{key: checkpoint_weights(generator)})
@@ -151,15 +164,15 @@ def restore_generator_for_export(workdir):
     # before it is read: look again for the newest readable one.
     for attempt in range(RESTORE_ATTEMPTS):
         latest = latest_usable(os.path.join(workdir, "checkpoints"), repair=False,
-                               error=FileNotFoundError)
+                               )
         if latest is None:
-            raise FileNotFoundError(f"{workdir} has no checkpoint")
+            raise WorkdirError(f"{workdir} has no checkpoint")
         try:
             checkpoint.restore(latest).assert_existing_objects_matched().expect_partial()
             return generator, int(latest.rsplit("-", 1)[1])
         except (tf.errors.NotFoundError, tf.errors.DataLossError) as e:
             reason = " ".join(str(getattr(e, "message", e)).split())[:120]
-    raise FileNotFoundError(f"{workdir}: its checkpoints kept disappearing while being read "
+    raise WorkdirError(f"{workdir}: its checkpoints kept disappearing while being read "
                             f"({RESTORE_ATTEMPTS} tries; last: {reason})")
 
 
@@ -187,7 +200,7 @@ def _unreadable(path):
     return None
 
 
-def latest_usable(directory, repair=True, error=ValueError):
+def latest_usable(directory, repair=True):
     """The newest restorable checkpoint in `directory` (a path prefix), or None when
     it holds no checkpoint files at all.
 
@@ -196,7 +209,7 @@ def latest_usable(directory, repair=True, error=ValueError):
     checkpoint files themselves are searched, newest first, and the first readable
     one is used, with a warning naming what was skipped; with `repair` the state
     file is rewritten to list the readable ones. Unreadable files are never
-    deleted. Files but no readable checkpoint raise `error` (one line): starting
+    deleted. Files but no readable checkpoint raise WorkdirError (one line): starting
     again from step 0 would overwrite them.
     """
     from absl import logging
@@ -217,7 +230,7 @@ def latest_usable(directory, repair=True, error=ValueError):
         skipped.append(f"ckpt-{step} ({why})")
         bad_steps.add(step)
     else:
-        raise error(f"{directory} holds checkpoint files but none is readable "
+        raise WorkdirError(f"{directory} holds checkpoint files but none is readable "
                     f"({'; '.join(skipped[:3])}); move them away or use another --workdir")
     if skipped or named != path:
         logging.warning("checkpoint state in %s names %s; resuming from %s, the newest readable "
@@ -237,7 +250,7 @@ class WorkdirLock:
     The kernel releases it when the process ends, however it ends: a lock is
     never stale. The file names the holder (pid and host) for the error message."""
 
-    def __init__(self, workdir, error=RuntimeError):
+    def __init__(self, workdir):
         import fcntl
         import socket
 
@@ -250,8 +263,8 @@ class WorkdirLock:
             self._file.seek(0)
             holder = self._file.read().strip() or "another process"
             self._file.close()
-            raise error(f"workdir {workdir} is in use by {holder}; wait for it to finish or "
-                        "use another --workdir") from None
+            raise WorkdirError(f"workdir {workdir} is in use by {holder}; wait for it to finish "
+                               "or use another --workdir") from None
         self._file.seek(0)
         self._file.truncate()
         self._file.write(f"pid {os.getpid()} on {socket.gethostname()}")

@@ -33,7 +33,7 @@ def entry_point(define_flags, main, prepare_argv=None, doc=None):
         define_flags(flags.FLAGS)
         argv = sys.argv if prepare_argv is None else prepare_argv(sys.argv)
         try:
-            app.run(main, argv=argv)
+            app.run(reporting(main), argv=argv)
         except SystemExit as e:
             # absl exits with status 1 after printing the help that was asked for.
             if e.code == 1 and any(_is_help(arg) for arg in argv[1:]):
@@ -41,6 +41,20 @@ def entry_point(define_flags, main, prepare_argv=None, doc=None):
             raise
 
     return run
+
+
+def reporting(main):
+    """`main` with every `errors.UserError` it raises turned into the one line
+    `error: <message>` and the error's exit status."""
+    from sagan_tf.errors import UserError
+
+    def run_main(argv):
+        try:
+            return main(argv)
+        except UserError as e:
+            fail(e, e.exit_code)
+
+    return run_main
 
 
 def _is_help(arg):
@@ -54,12 +68,12 @@ def check_no_arguments(argv):
         fail(f"unexpected arguments {argv[1:]}")
 
 
-def fail(error):
-    """Exits with `error: <message>` (one line) and status 1. The line is written
+def fail(error, status=1):
+    """Exits with `error: <message>` (one line) and `status`. The line is written
     here, not left to SystemExit, which Python prints after the exit handlers
     (`runtime.filter_stderr` drains stderr in one)."""
     print(f"error: {one_line(error)}", file=sys.stderr, flush=True)
-    sys.exit(1)
+    sys.exit(status)
 
 
 _ESCAPES = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]")

@@ -22,6 +22,8 @@ import typing
 from typing import Optional, Tuple
 
 # Only TensorFlow-free modules at import: flag definitions and --help read this one.
+
+from sagan_tf.errors import UserError
 from sagan_tf.models import presets
 from sagan_tf.names import (ADA_INTERVAL, ADA_TARGET, ADA_TRANSFORMS, ATTENTION_VARIANTS,
                             AUGMENT_POLICIES, BACKBONES, FAKE_LABELS, LOSSES)
@@ -31,7 +33,7 @@ STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
 VARIANTS = ATTENTION_VARIANTS
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """Invalid or contradictory settings, reported before any work starts."""
 
 

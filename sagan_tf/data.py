@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from sagan_tf.errors import UserError
 from sagan_tf.models.presets import IMAGE_SIZES
 from sagan_tf.visualize import to_rgb
 
@@ -44,7 +45,7 @@ BACKGROUND_NAMES = {"white": (255, 255, 255), "black": (0, 0, 0), "gray": (128, 
                     "grey": (128, 128, 128)}
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A dataset problem, reported as one line."""
 
 

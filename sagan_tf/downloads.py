@@ -18,12 +18,14 @@ import tempfile
 import urllib.error
 import urllib.request
 
+from sagan_tf.errors import UserError
+
 INCEPTION_URL = "http://download.tensorflow.org/models/image/imagenet/inception-2015-12-05.tgz"
 INCEPTION_MEMBER = "classify_image_graph_def.pb"
 TIMEOUT_S = 30.0
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError, RuntimeError):
     """A file that could not be downloaded or is not what it should be (one line)."""
 
 

@@ -71,7 +71,7 @@ def _run_flags(FLAGS):
     path = os.path.join(FLAGS.workdir, "config.json")
     if not os.path.exists(path):
         raise sampling.GenerateError(f"{FLAGS.workdir} is not a training run (no config.json)")
-    return checkpoints.read_config(path, sampling.GenerateError).get("flags", {})
+    return checkpoints.read_config(path).get("flags", {})
 
 
 def _sampler(FLAGS, run):
@@ -87,10 +87,7 @@ def _sampler(FLAGS, run):
     if FLAGS.truncation:
         raise sampling.GenerateError("--truncation applies to --model only (a run's checkpoint "
                                      "is sampled as its evaluation samples: untruncated)")
-    try:
-        generator, step = checkpoints.restore_generator_for_export(FLAGS.workdir)
-    except FileNotFoundError as e:
-        raise sampling.GenerateError(str(e)) from None
+    generator, step = checkpoints.restore_generator_for_export(FLAGS.workdir)
     seed = run.get("seed", 0) if FLAGS.seed is None else FLAGS.seed
     return (evaluation.generator_sampler(generator, seed), generator.image_size, kid,
             f"{FLAGS.workdir} (step {step})")
@@ -99,34 +96,30 @@ def _sampler(FLAGS, run):
 def main(argv):
     from absl import flags, logging
 
-    from sagan_tf import backbones, data, evaluation, metrics, sampling
+    from sagan_tf import backbones, data, evaluation, sampling
 
     FLAGS = flags.FLAGS
     cli.check_no_arguments(argv)
-    try:
-        sampling.check_truncation(FLAGS.truncation)
-        run = _run_flags(FLAGS)
-        dataset = FLAGS.dataset or run.get("dataset", "mnist5k")
-        classifier_dataset = FLAGS.classifier_dataset or run.get("eval_classifier_dataset")
-        backbones.check_fits(FLAGS.backbone, classifier_dataset or dataset)
-        sample, size, kid, source = _sampler(FLAGS, run)
-        split = FLAGS.split or ("test" if dataset == "mnist5k" else "train")
-        spec = data.DataSpec(dataset, size, 3, split=split,
-                             data_dir=FLAGS.data_dir or run.get("data_dir"),
-                             crop=run.get("crop"), deterministic=True,
-                             folder_labels=bool(run.get("folder_labels", False)),
-                             background=data.parse_background(
-                                 FLAGS.background or run.get("background", "white")))
-        backbone = backbones.get(FLAGS.backbone, FLAGS.inception_graph,
-                                 FLAGS.keras_inception_weights, data_spec=spec,
-                                 classifier_dataset=classifier_dataset)
-        real = evaluation.real_stats(backbone, spec, FLAGS.num_real or FLAGS.num_samples,
-                                     FLAGS.batch_size)
-        result = evaluation.evaluate(sample, backbone, real, FLAGS.num_samples,
-                                     FLAGS.batch_size, **kid)
-    except (sampling.GenerateError, data.DataError, backbones.BackboneError,
-            metrics.MetricError) as e:
-        cli.fail(e)
+    sampling.check_truncation(FLAGS.truncation)
+    run = _run_flags(FLAGS)
+    dataset = FLAGS.dataset or run.get("dataset", "mnist5k")
+    classifier_dataset = FLAGS.classifier_dataset or run.get("eval_classifier_dataset")
+    backbones.check_fits(FLAGS.backbone, classifier_dataset or dataset)
+    sample, size, kid, source = _sampler(FLAGS, run)
+    split = FLAGS.split or ("test" if dataset == "mnist5k" else "train")
+    spec = data.DataSpec(dataset, size, 3, split=split,
+                         data_dir=FLAGS.data_dir or run.get("data_dir"),
+                         crop=run.get("crop"), deterministic=True,
+                         folder_labels=bool(run.get("folder_labels", False)),
+                         background=data.parse_background(
+                             FLAGS.background or run.get("background", "white")))
+    backbone = backbones.get(FLAGS.backbone, FLAGS.inception_graph,
+                             FLAGS.keras_inception_weights, data_spec=spec,
+                             classifier_dataset=classifier_dataset)
+    real = evaluation.real_stats(backbone, spec, FLAGS.num_real or FLAGS.num_samples,
+                                 FLAGS.batch_size)
+    result = evaluation.evaluate(sample, backbone, real, FLAGS.num_samples,
+                                 FLAGS.batch_size, **kid)
     for warning in result["warnings"]:
         logging.warning("%s", warning)
     result.update(model=source, dataset=dataset, split=split)

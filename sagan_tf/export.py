@@ -37,8 +37,6 @@ def main(argv):
     try:
         path = serving.export_workdir(FLAGS.workdir, FLAGS.export_dir, FLAGS.name,
                                       FLAGS.max_batch, should_stop=stopper.requested)
-    except (serving.ExportError, FileNotFoundError, ValueError) as e:
-        cli.fail(e)
     except serving.ExportAbandoned as e:
         import signal
         import sys

@@ -8,6 +8,8 @@ absl reads any flag file.
 
 import os
 
+from sagan_tf.errors import UserError
+
 SUFFIX = ".flags"
 
 
@@ -40,7 +42,7 @@ def describe():
     return "\n".join(lines)
 
 
-class UnknownFlagFile(ValueError):
+class UnknownFlagFile(UserError, ValueError):
     pass
 
 

@@ -42,30 +42,27 @@ def main(argv):
 
     FLAGS = flags.FLAGS
     cli.check_no_arguments(argv)
-    try:
-        sampling.check_truncation(FLAGS.truncation)  # before any work: a bad one never loops
-        path = sampling.resolve_model_dir(FLAGS.model, FLAGS.version)
-        loaded = sampling.load_model(path)
-        names = sampling.class_names(loaded)
-        if names:
-            logging.info("labels: %s", data.label_table(names))
-        if FLAGS.attention > 0:
-            image = sampling.attention_figure(loaded, FLAGS.attention, FLAGS.labels, FLAGS.seed,
-                                              FLAGS.truncation)
-        elif FLAGS.interpolate > 0:
-            image = sampling.interpolation(loaded, FLAGS.interpolate, FLAGS.rows, FLAGS.labels,
-                                           FLAGS.seed, FLAGS.truncation)
-        else:
-            image = sampling.grid(loaded, FLAGS.num, FLAGS.truncation, FLAGS.labels, FLAGS.seed)
-        if not FLAGS.out.lower().endswith(".png") or os.path.isdir(FLAGS.out):
-            raise sampling.GenerateError(f"--out must be a .png file path; got {FLAGS.out!r}")
-        out_dir = os.path.dirname(os.path.abspath(FLAGS.out))
-        if not os.path.isdir(out_dir) or not os.access(out_dir, os.W_OK):
-            raise sampling.GenerateError(f"cannot write {FLAGS.out}: directory {out_dir} is "
-                                         "missing or not writable")
-        visualize.write_png(FLAGS.out, image)
-    except sampling.GenerateError as e:
-        cli.fail(e)
+    sampling.check_truncation(FLAGS.truncation)  # before any work: a bad one never loops
+    path = sampling.resolve_model_dir(FLAGS.model, FLAGS.version)
+    loaded = sampling.load_model(path)
+    names = sampling.class_names(loaded)
+    if names:
+        logging.info("labels: %s", data.label_table(names))
+    if FLAGS.attention > 0:
+        image = sampling.attention_figure(loaded, FLAGS.attention, FLAGS.labels, FLAGS.seed,
+                                          FLAGS.truncation)
+    elif FLAGS.interpolate > 0:
+        image = sampling.interpolation(loaded, FLAGS.interpolate, FLAGS.rows, FLAGS.labels,
+                                       FLAGS.seed, FLAGS.truncation)
+    else:
+        image = sampling.grid(loaded, FLAGS.num, FLAGS.truncation, FLAGS.labels, FLAGS.seed)
+    if not FLAGS.out.lower().endswith(".png") or os.path.isdir(FLAGS.out):
+        raise sampling.GenerateError(f"--out must be a .png file path; got {FLAGS.out!r}")
+    out_dir = os.path.dirname(os.path.abspath(FLAGS.out))
+    if not os.path.isdir(out_dir) or not os.access(out_dir, os.W_OK):
+        raise sampling.GenerateError(f"cannot write {FLAGS.out}: directory {out_dir} is "
+                                     "missing or not writable")
+    visualize.write_png(FLAGS.out, image)
     print(FLAGS.out)
 
 

@@ -28,12 +28,13 @@ import re
 import numpy as np
 
 from sagan_tf import cli
+from sagan_tf.errors import UserError
 
 PRESET = "heykeetae_64"
 IMAGE_SIZE = 64
 
 
-class ImportError_(ValueError):
+class TorchImportError(UserError, ValueError):
     """A checkpoint that is not what the import expects (one line)."""
 
 
@@ -44,18 +45,18 @@ def read_state_dict(path):
     try:
         import torch
     except ModuleNotFoundError:
-        raise ImportError_("reading .pth files needs PyTorch, which is not installed: "
+        raise TorchImportError("reading .pth files needs PyTorch, which is not installed: "
                            'pip install "sagan-tf[torch]"') from None
     if not os.path.isfile(path):
-        raise ImportError_(f"{path} does not exist")
+        raise TorchImportError(f"{path} does not exist")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad file
-        raise ImportError_(f"{path} is not a readable PyTorch file ({type(e).__name__}: "
+        raise TorchImportError(f"{path} is not a readable PyTorch file ({type(e).__name__}: "
                            f"{cli.one_line(e)[:100]})") from None
     if not isinstance(state, dict) or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
-        raise ImportError_(f"{path} does not hold a state_dict (a dict of tensors); save "
+        raise TorchImportError(f"{path} does not hold a state_dict (a dict of tensors); save "
                            "with torch.save(model.state_dict(), path)")
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
@@ -143,20 +144,20 @@ OPTIONAL_KEYS = re.compile(r".*\.num_batches_tracked$")  # absent in PyTorch < 0
 
 
 def check_keys(state, entries, what, path):
-    """Raises ImportError_ naming the first missing, unexpected or misshapen key."""
+    """Raises TorchImportError naming the first missing, unexpected or misshapen key."""
     expected = {key: shape for key, shape, _ in entries}
     for key, shape, _ in entries:
         if key not in state:
             if OPTIONAL_KEYS.match(key):
                 continue
-            raise ImportError_(f"{path} is not a heykeetae {what} state_dict: key {key!r} "
+            raise TorchImportError(f"{path} is not a heykeetae {what} state_dict: key {key!r} "
                                f"(shape {list(shape)}) is missing")
         if tuple(state[key].shape) != tuple(shape):
-            raise ImportError_(f"{path}: {key!r} has shape {list(state[key].shape)}, expected "
+            raise TorchImportError(f"{path}: {key!r} has shape {list(state[key].shape)}, expected "
                                f"{list(shape)} for this {what}")
     for key in state:
         if key not in expected:
-            raise ImportError_(f"{path} is not a heykeetae {what} state_dict: unexpected key "
+            raise TorchImportError(f"{path} is not a heykeetae {what} state_dict: unexpected key "
                                f"{key!r} (shape {list(state[key].shape)})")
 
 
@@ -219,7 +220,7 @@ def infer_sizes(g_state, path):
     """(z_dim, conv_dim) of a heykeetae generator state_dict."""
     for key in ("l1.0.module.weight_bar", "last.0.weight"):
         if key not in g_state:
-            raise ImportError_(f"{path} is not a heykeetae generator state_dict: key {key!r} "
+            raise TorchImportError(f"{path} is not a heykeetae generator state_dict: key {key!r} "
                                "is missing")
     z_dim = g_state["l1.0.module.weight_bar"].shape[0]
     conv_dim = g_state["last.0.weight"].shape[0]
@@ -249,12 +250,12 @@ def load(generator_path, discriminator_path=None, z_dim=None, imsize=IMAGE_SIZE,
     """(generator, discriminator or None, info) with heykeetae's weights.
     `info` holds the sizes, the source files and the sigma convergence."""
     if imsize != IMAGE_SIZE:
-        raise ImportError_(f"--imsize={imsize}: heykeetae's models build at 64 px only (its "
+        raise TorchImportError(f"--imsize={imsize}: heykeetae's models build at 64 px only (its "
                            "forward calls l4, which exists only at --imsize 64)")
     g_state = read_state_dict(generator_path)
     found_z, conv_dim = infer_sizes(g_state, generator_path)
     if z_dim is not None and z_dim != found_z:
-        raise ImportError_(f"--z_dim={z_dim} but {generator_path} has z_dim {found_z} "
+        raise TorchImportError(f"--z_dim={z_dim} but {generator_path} has z_dim {found_z} "
                            "(l1.0.module.weight_bar)")
     generator = build_generator(found_z, conv_dim)
     g_entries = generator_entries(generator)
@@ -294,9 +295,9 @@ def write_workdir(workdir, generator, discriminator, info, dataset="celeb_a"):
         for t, s in zip(target.weights, source.weights):
             t.assign(s)
     architecture = checkpoints.architecture(gan)
-    checkpoints.check_workdir(workdir, architecture, ImportError_)
+    checkpoints.check_workdir(workdir, architecture)
     if checkpoints.checkpoint_steps(os.path.join(workdir, "checkpoints")):
-        raise ImportError_(f"{workdir} already holds checkpoints; import into a new --workdir")
+        raise TorchImportError(f"{workdir} already holds checkpoints; import into a new --workdir")
     manager = tf.train.CheckpointManager(checkpoints.make_checkpoint(gan),
                                          os.path.join(workdir, "checkpoints"), max_to_keep=1)
     path = manager.save(checkpoint_number=0)
@@ -335,27 +336,24 @@ def main(argv):
         cli.fail("nothing to write: give --workdir and/or --export_name")
     if FLAGS.workdir and not FLAGS.discriminator:
         cli.fail("--workdir needs --discriminator (training resumes G and D)")
-    try:
-        if FLAGS.export_name:
-            serving.check_name(FLAGS.export_name)
-        generator, discriminator, info = load(FLAGS.generator, FLAGS.discriminator,
-                                              FLAGS.z_dim, FLAGS.imsize, FLAGS.power_iterations)
-        print(f"read {FLAGS.generator}{' and ' + FLAGS.discriminator if discriminator else ''}:"
-              f" z_dim {info['z_dim']}, conv_dim {info['conv_dim']}; sigma at its fixed point "
-              f"differs from heykeetae's next forward by at most {info['sigma_change']:.2e} "
-              "(relative)" + (": its u had not settled (an untrained or briefly trained model), "
-                              "so its images depend on how often it was called"
-                              if info["sigma_change"] > 1e-2 else ""), flush=True)
-        if FLAGS.workdir:
-            path = write_workdir(FLAGS.workdir, generator, discriminator, info, FLAGS.dataset)
-            print(f"wrote {path} (resume: python -m sagan_tf.train --preset={PRESET} "
-                  f"--workdir={FLAGS.workdir} --dataset={FLAGS.dataset} ...)", flush=True)
-        if FLAGS.export_name:
-            path = serving.export_generator(generator, FLAGS.export_dir, FLAGS.export_name,
-                                           source={"heykeetae": info})
-            print(f"exported {path}", flush=True)
-    except (ImportError_, serving.ExportError) as e:
-        cli.fail(e)
+    if FLAGS.export_name:
+        serving.check_name(FLAGS.export_name)
+    generator, discriminator, info = load(FLAGS.generator, FLAGS.discriminator,
+                                          FLAGS.z_dim, FLAGS.imsize, FLAGS.power_iterations)
+    print(f"read {FLAGS.generator}{' and ' + FLAGS.discriminator if discriminator else ''}:"
+          f" z_dim {info['z_dim']}, conv_dim {info['conv_dim']}; sigma at its fixed point "
+          f"differs from heykeetae's next forward by at most {info['sigma_change']:.2e} "
+          "(relative)" + (": its u had not settled (an untrained or briefly trained model), "
+                          "so its images depend on how often it was called"
+                          if info["sigma_change"] > 1e-2 else ""), flush=True)
+    if FLAGS.workdir:
+        path = write_workdir(FLAGS.workdir, generator, discriminator, info, FLAGS.dataset)
+        print(f"wrote {path} (resume: python -m sagan_tf.train --preset={PRESET} "
+              f"--workdir={FLAGS.workdir} --dataset={FLAGS.dataset} ...)", flush=True)
+    if FLAGS.export_name:
+        path = serving.export_generator(generator, FLAGS.export_dir, FLAGS.export_name,
+                                       source={"heykeetae": info})
+        print(f"exported {path}", flush=True)
 
 
 run = cli.entry_point(define_flags, main, doc=__doc__)

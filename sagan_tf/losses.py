@@ -6,6 +6,7 @@ on one device or many replicas. `mean(...)` of it is the usual scalar.
 """
 
 import tensorflow as tf
+
 from sagan_tf.names import LOSSES  # noqa: F401  (the losses below)
 
 

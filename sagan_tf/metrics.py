@@ -11,8 +11,10 @@ unbiased MMD^2 with the cubic polynomial kernel); Salimans et al. 2016 (IS).
 
 import numpy as np
 
+from sagan_tf.errors import UserError
 
-class MetricError(ValueError):
+
+class MetricError(UserError, ValueError):
     """Inputs that make a metric meaningless."""
 
 

@@ -9,9 +9,10 @@ import numpy as np
 import tensorflow as tf
 
 from sagan_tf import visualize
+from sagan_tf.errors import UserError
 
 
-class GenerateError(RuntimeError):
+class GenerateError(UserError, RuntimeError):
     pass
 
 

@@ -27,8 +27,9 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from sagan_tf.visualize import to_rgb, to_uint8
+from sagan_tf.errors import UserError
 from sagan_tf.names import SERVING_MAX_BATCH as MAX_BATCH
+from sagan_tf.visualize import to_rgb, to_uint8
 
 # The attention signature computes every layer's dense (B, N, N_key) map (4 MiB per image
 # at 32x32 with all keys): it takes fewer images, and a bounded number of queries.
@@ -36,7 +37,7 @@ MAX_ATTENTION_BATCH = 16
 MAX_QUERIES = 64
 
 
-class ExportError(RuntimeError):
+class ExportError(UserError, RuntimeError):
     """A problem that stops an export, reported as one line."""
 
 
@@ -360,7 +361,7 @@ def export_workdir(workdir, export_dir="savedmodels", name=None, max_batch=MAX_B
 
     generator, step = checkpoints.restore_generator_for_export(workdir)
     source = {"workdir": os.path.abspath(workdir), "step": step}
-    record = checkpoints.read_config(os.path.join(workdir, "config.json"), ExportError)
+    record = checkpoints.read_config(os.path.join(workdir, "config.json"))
     class_names = record.get("dataset", {}).get("class_names", ())
     return export_generator(generator, export_dir, name or default_name(workdir), max_batch,
                             source=source, class_names=class_names, should_stop=should_stop)

@@ -36,21 +36,17 @@ def prepare_argv(argv):
 
     try:
         return flagfiles.rewrite_argv(argv)
-    except flagfiles.UnknownFlagFile as e:
+    except flagfiles.UnknownFlagFile as e:  # before main: not under cli.reporting
         cli.fail(e)
 
 
 def main(argv):
     from absl import flags, logging
 
-    from sagan_tf import backbones, callbacks, config, data, serving, training
+    from sagan_tf import callbacks, config, training
 
     cli.check_no_arguments(argv)
-    try:
-        result = training.run(config.TrainConfig.from_flags(flags.FLAGS))
-    except (config.ConfigError, data.DataError, callbacks.NonFiniteLossError,
-            callbacks.CheckpointWriteError, serving.ExportError, backbones.BackboneError) as e:
-        cli.fail(e)
+    result = training.run(config.TrainConfig.from_flags(flags.FLAGS))
     if result["stop_signal"] is not None:
         import signal
 

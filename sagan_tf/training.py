@@ -83,12 +83,15 @@ def build_models(config, num_classes, names=("generator", "discriminator"), buil
     """The (generator, discriminator) of `config` (any family), built unless told not
     to; an argument the models refuse raises ConfigError."""
     g_kwargs, d_kwargs = config.model.model_kwargs(num_classes)
-    try:
-        generator = Generator.from_config(dict(g_kwargs, name=names[0]))
-        discriminator = Discriminator.from_config(dict(d_kwargs, name=names[1]))
-    except ValueError as e:
-        raise ConfigError(str(e).replace("argument `attention_resolutions`",
-                                         "--g_attention/--d_attention")) from None
+    built = []
+    for cls, kwargs, name, flag in ((Generator, g_kwargs, names[0], "--g_attention"),
+                                    (Discriminator, d_kwargs, names[1], "--d_attention")):
+        try:
+            built.append(cls.from_config(dict(kwargs, name=name)))
+        except ValueError as e:  # the model's own message, with the flag that set it
+            raise ConfigError(f"{flag}: {e}" if "attention_resolutions" in str(e)
+                              else str(e)) from None
+    generator, discriminator = built
     if build:
         generator.build()
         discriminator.build()
@@ -171,8 +174,8 @@ class Trainer:
         self.history = []  # config.json's record of what earlier resumes changed
         self._pending_history = None  # what this resume changes, for that record
         if self.chief:  # other workers of a multi-worker run leave the workdir to the chief
-            checkpoints.check_workdir(self.workdir, self.architecture, ConfigError)
-            self._lock = checkpoints.WorkdirLock(self.workdir, ConfigError)
+            checkpoints.check_workdir(self.workdir, self.architecture)
+            self._lock = checkpoints.WorkdirLock(self.workdir)
             try:
                 self._check_resume()
             except ConfigError:
@@ -187,9 +190,13 @@ class Trainer:
         path = os.path.join(self.workdir, "config.json")
         if not (os.path.exists(path) and checkpoints.checkpoint_steps(self.checkpoint_dir)):
             return
-        saved = checkpoints.read_config(path, ConfigError)
+        saved = checkpoints.read_config(path)
         self.history = list(saved.get("history", []))
         allow = self.config.run.allow_config_change
+        if "flags" not in saved and "imported_from" in saved:
+            logging.info("%s was imported (sagan-import-torch): this run's settings are the "
+                         "first it records", path)
+            return
         if "flags" not in saved:
             if not allow:
                 raise ConfigError(f"{path} has no \"flags\" record, so the settings this run "
@@ -246,8 +253,7 @@ class Trainer:
             os.makedirs(os.path.join(self.workdir, "samples"), exist_ok=True)
             checkpoints.remove_stale_temporaries(self.checkpoint_dir)
         self.checkpoint = checkpoints.make_checkpoint(self.gan)
-        latest = checkpoints.latest_usable(self.checkpoint_dir, repair=self.chief,
-                                           error=ConfigError)
+        latest = checkpoints.latest_usable(self.checkpoint_dir, repair=self.chief)
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.checkpoint_dir,
                                                   max_to_keep=config.run.keep_checkpoints)
         if latest:

@@ -18,6 +18,8 @@ from unittest import mock
 
 from absl import flags
 
+from sagan_tf import cli
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
 
@@ -41,7 +43,7 @@ def run_main(module, *args):
             contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             argv = flag_values(prepare_argv(argv) if prepare_argv else argv)
-            status = entry.main(argv) or 0
+            status = cli.reporting(entry.main)(argv) or 0
         except flags.Error as e:
             print(f"FATAL Flags parsing error: {e}", file=sys.stderr)
             status = 1

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -81,7 +82,9 @@ def test_the_compare_protocol_help_and_bad_input(capsys):
     help_text = capsys.readouterr().out
     assert "--flagfile FLAGFILE" in help_text and "ada_lecam:" in help_text
     # Each default once, none for options without one.
-    assert "(default: None)" not in help_text and ") (default:" not in help_text
+    flat = " ".join(help_text.split())
+    assert "(default: None)" not in flat and "(default: )" not in flat
+    assert not re.search(r"\(default:[^()]*\) \(default:", flat), flat
     assert "(default: the flag file's)" in help_text and "(default: 0,1,2)" in help_text
     # The command itself: the usage and nothing of TensorFlow's start-up before it.
     proc = run_command("benchmarks.compare", "--help", timeout=300)

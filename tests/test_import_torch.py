@@ -178,7 +178,7 @@ def test_bad_state_dict_is_one_line_and_writes_nothing(checkpoint, tmp_path, cor
     corrupt(state)
     path = str(tmp_path / "G.pth")
     torch.save(state, path)
-    with pytest.raises(import_torch.ImportError_, match=message.replace("[", r"\[")
+    with pytest.raises(import_torch.TorchImportError, match=message.replace("[", r"\[")
                        .replace("]", r"\]").replace("(", r"\(").replace(")", r"\)")):
         import_torch.load(path)
     export_dir = tmp_path / "savedmodels"
@@ -193,15 +193,15 @@ def test_bad_state_dict_is_one_line_and_writes_nothing(checkpoint, tmp_path, cor
 def test_not_a_state_dict_and_missing_torch(tmp_path, monkeypatch):
     path = str(tmp_path / "model.pth")
     torch.save([torch.zeros(2)], path)
-    with pytest.raises(import_torch.ImportError_, match="does not hold a state_dict"):
+    with pytest.raises(import_torch.TorchImportError, match="does not hold a state_dict"):
         import_torch.read_state_dict(path)
     (tmp_path / "junk.pth").write_bytes(b"not a zip")
-    with pytest.raises(import_torch.ImportError_, match="not a readable PyTorch file"):
+    with pytest.raises(import_torch.TorchImportError, match="not a readable PyTorch file"):
         import_torch.read_state_dict(str(tmp_path / "junk.pth"))
-    with pytest.raises(import_torch.ImportError_, match="imsize=128"):
+    with pytest.raises(import_torch.TorchImportError, match="imsize=128"):
         import_torch.load(path, imsize=128)
     monkeypatch.setitem(sys.modules, "torch", None)
-    with pytest.raises(import_torch.ImportError_, match="pip install \"sagan-tf\[torch\]\""):
+    with pytest.raises(import_torch.TorchImportError, match="pip install \"sagan-tf\[torch\]\""):
         import_torch.read_state_dict(path)
 
 

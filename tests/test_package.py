@@ -204,3 +204,40 @@ def test_error_lines_carry_no_terminal_escapes():
 
     assert cli.one_line("\x1b[31mInvalid magic number;\x1b[0m corrupt\n file\x07") == \
         "Invalid magic number; corrupt file"
+
+
+def _subclasses(cls):
+    return {cls} | {s for sub in cls.__subclasses__() for s in _subclasses(sub)}
+
+
+def test_every_user_error_ends_as_one_line_with_its_exit_status(capsys):
+    """Table-driven over every UserError the package defines: raised in a command's
+    main, it is the one line `error: <message>` and its exit status; nothing else
+    is caught."""
+    import importlib
+
+    from sagan_tf import cli
+    from sagan_tf.errors import UserError
+
+    for module in ("backbones", "callbacks", "checkpoints", "config", "data", "downloads",
+                   "flagfiles", "import_torch", "metrics", "sampling", "serving"):
+        importlib.import_module(f"sagan_tf.{module}")
+    kinds = _subclasses(UserError) - {UserError}
+    names = {k.__name__ for k in kinds}
+    assert {"ConfigError", "DataError", "ExportError", "GenerateError", "BackboneError",
+            "MetricError", "DownloadError", "UnknownFlagFile", "TorchImportError",
+            "NonFiniteLossError", "CheckpointWriteError", "WorkdirError"} <= names, names
+    for kind in sorted(kinds, key=lambda k: k.__name__):
+        def main(argv, kind=kind):
+            raise kind(f"{kind.__name__} says\nwhat went wrong")
+
+        with pytest.raises(SystemExit) as done:
+            cli.reporting(main)(["x"])
+        assert done.value.code == kind.exit_code == 1, kind
+        assert capsys.readouterr().err == f"error: {kind.__name__} says what went wrong\n"
+
+    def broken(argv):
+        raise KeyError("a bug")
+
+    with pytest.raises(KeyError):  # a bug is not a user error: its traceback stays
+        cli.reporting(broken)(["x"])
