@@ -9,7 +9,7 @@ Modes:
             (convolution, matmul, attention_matmul, softmax, batch_norm, spectral_norm,
             optimizer, cast, layout, elementwise) and the slowest ops;
   attention one SelfAttention2D (paper variant) forward + backward on an --imsize map at
-            --batch (--precision; --xla compiles the block), e.g. 128 px (N = 16,384
+            --batch_size (--precision; --jit_compile compiles the block), e.g. 128 px (N = 16,384
             positions) on the tiled path: img/s, peak RSS.
 
 With no --mode/--preset it runs the standard set: training at 64 px batch 64 (`dcgan_64`, the
@@ -33,11 +33,13 @@ def define_flags(flag_values):
            "tiled path.")
     define("string", "preset", None, "Model preset (default: dcgan_64).")
     define("integer", "imsize", None, "Image size; picks the preset's family at that size.")
-    define("integer", "batch", 64, "Batch size.")
+    define("integer", "batch_size", 64, "Batch size (as sagan-train's).")
+    define.deprecated("batch", "batch_size")
     define("integer", "steps", 10, "Timed iterations (after 3 warm-up ones); --mode=train "
            "prints the median.")
-    define("boolean", "xla", False, "jit_compile the train step (--mode=attention: the "
-           "block's forward and backward).")
+    define("boolean", "jit_compile", False, "XLA-compile the train step, as sagan-train's "
+           "(--mode=attention: the block's forward and backward).")
+    define.deprecated("xla", "jit_compile")
     define("integer", "steps_per_execution", 1, "--mode=train: steps per tf.function call.")
     define("float", "ema_decay", 0.0, "--mode=train: keep an EMA generator (as --ema_decay of "
            "train), to time its update.")
@@ -64,27 +66,27 @@ def main(argv):
         if FLAGS.mode is None and FLAGS.preset is None and FLAGS.imsize is None:
             for preset in ("dcgan_64", "resnet_128"):
                 for xla in (False, True):
-                    bench_train(preset, FLAGS.batch, FLAGS.steps, xla, FLAGS.precision,
+                    bench_train(preset, FLAGS.batch_size, FLAGS.steps, xla, FLAGS.precision,
                                 count_flops=FLAGS.flops and not xla)
-            bench_generate("dcgan_64", FLAGS.batch, FLAGS.steps, False, FLAGS.precision)
+            bench_generate("dcgan_64", FLAGS.batch_size, FLAGS.steps, False, FLAGS.precision)
             return
         if FLAGS.mode == "attention":
-            bench_attention(FLAGS.imsize or 128, FLAGS.batch, FLAGS.steps, FLAGS.channels,
-                            FLAGS.query_tile_size, FLAGS.precision, FLAGS.xla)
+            bench_attention(FLAGS.imsize or 128, FLAGS.batch_size, FLAGS.steps, FLAGS.channels,
+                            FLAGS.query_tile_size, FLAGS.precision, FLAGS.jit_compile)
             return
         preset = preset_for(FLAGS.preset, FLAGS.imsize)
         mode = FLAGS.mode or "train"
         if mode == "train":
-            bench_train(preset, FLAGS.batch, FLAGS.steps, FLAGS.xla, FLAGS.precision,
+            bench_train(preset, FLAGS.batch_size, FLAGS.steps, FLAGS.jit_compile, FLAGS.precision,
                         FLAGS.attention_share, FLAGS.flops, FLAGS.attention_variant,
                         FLAGS.steps_per_execution, FLAGS.ema_decay)
         elif mode == "profile":
-            bench_profile(preset, FLAGS.batch, FLAGS.steps, FLAGS.xla, FLAGS.precision,
+            bench_profile(preset, FLAGS.batch_size, FLAGS.steps, FLAGS.jit_compile, FLAGS.precision,
                           FLAGS.attention_variant, FLAGS.profile_dir)
         elif mode == "generate":
-            bench_generate(preset, FLAGS.batch, FLAGS.steps, FLAGS.xla, FLAGS.precision)
+            bench_generate(preset, FLAGS.batch_size, FLAGS.steps, FLAGS.jit_compile, FLAGS.precision)
         elif mode == "data":
-            bench_data(FLAGS.batch, FLAGS.steps)
+            bench_data(FLAGS.batch_size, FLAGS.steps)
         else:
             bench_serve(preset, FLAGS.steps)
     except ValueError as e:

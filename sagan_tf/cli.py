@@ -49,6 +49,9 @@ def reporting(main):
     from sagan_tf.errors import UserError
 
     def run_main(argv):
+        from absl import flags
+
+        warn_deprecated(flags.FLAGS)
         try:
             return main(argv)
         except UserError as e:
@@ -96,4 +99,24 @@ def flag_definer(flag_values):
         holder = getattr(flags, f"DEFINE_{kind}")(*args, flag_values=flag_values, **kwargs)
         flag_values.register_key_flag_for_module(sys.argv[0], flag_values[holder.name])
 
+    def deprecated(old, new):
+        """`--old` as a spelling of `--new` kept for one release: it sets `--new`, and
+        `reporting` prints a one-line notice when it is used."""
+        flags.DEFINE_alias(old, new, flag_values=flag_values)
+        DEPRECATED[old] = new
+
+    define.deprecated = deprecated
     return define
+
+
+# Old flag spellings still accepted: {old: new}.
+DEPRECATED = {}
+
+
+def warn_deprecated(flag_values):
+    from absl import logging
+
+    for old, new in DEPRECATED.items():
+        if old in flag_values and flag_values[old].present:
+            logging.warning("--%s is deprecated and will be removed in the next release; use "
+                            "--%s", old, new)

@@ -36,7 +36,7 @@ def test_train_benchmark_prints_flops_peak_and_attention_share():
 
 @pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
 def test_attention_benchmark_takes_the_tiled_path(precision):
-    (line,) = _lines("-m", "sagan_tf.benchmark", "--mode=attention", "--imsize=16", "--batch=2",
+    (line,) = _lines("-m", "sagan_tf.benchmark", "--mode=attention", "--imsize=16", "--batch_size=2",
                      "--steps=1", "--channels=16", "--query_tile_size=64",
                      f"--precision={precision}")
     assert line["positions"] == 256 and line["tiled"] and line["precision"] == precision
@@ -181,7 +181,7 @@ def test_profile_groups_ops_by_what_they_do(event, group):
 
 def test_profile_prints_time_by_op_group(tmp_path):
     (line,) = _lines("-m", "sagan_tf.benchmark", "--mode=profile", "--preset=dcgan_32",
-                     "--batch=4", "--steps=1", f"--profile_dir={tmp_path}")
+                     "--batch_size=4", "--steps=1", f"--profile_dir={tmp_path}")
     shares = line["group_share"]
     assert sum(shares.values()) == pytest.approx(1.0, abs=0.01)
     ms = line["group_ms_per_step"]
@@ -190,3 +190,22 @@ def test_profile_prints_time_by_op_group(tmp_path):
         assert ms[group] > 0, group
     assert all(":" in event for event, _ in line["top_ops"])
     assert list(tmp_path.rglob("*.xplane.pb"))  # kept for TensorBoard
+
+
+def test_old_benchmark_spellings_still_work_with_a_notice(monkeypatch, caplog):
+    from sagan_tf import benchmarking
+    from tests.commands import run_main
+
+    seen = {}
+
+    def record(imsize, batch, steps, channels, tile, precision, xla):
+        seen.update(batch=batch, xla=xla)
+
+    monkeypatch.setattr(benchmarking, "bench_attention", record)
+    with caplog.at_level("WARNING"):
+        proc = run_main("sagan_tf.benchmark", "--mode=attention", "--batch=3", "--xla")
+    assert proc.returncode == 0, proc.stderr
+    assert seen == {"batch": 3, "xla": True}
+    for old, new in (("batch", "batch_size"), ("xla", "jit_compile")):
+        assert f"--{old} is deprecated and will be removed in the next release; use --{new}" \
+            in caplog.text
