@@ -77,7 +77,7 @@ class CheckpointSaver(keras.callbacks.Callback):
             self.manager.save(checkpoint_number=step)
         except (OSError, tf.errors.OpError) as e:
             from sagan_tf.checkpoints import remove_partial_checkpoint
-            from sagan_tf.serving import free_space
+            from sagan_tf.files import free_space
 
             remove_partial_checkpoint(self.manager.directory, step)
             message = getattr(e, "strerror", None) or getattr(e, "message", None) or str(e)

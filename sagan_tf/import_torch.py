@@ -284,7 +284,7 @@ def write_workdir(workdir, generator, discriminator, info, dataset="celeb_a"):
     no optimizer state) `train --preset=heykeetae_64 --workdir=...` resumes from."""
     import tensorflow as tf
 
-    from sagan_tf import checkpoints, training
+    from sagan_tf import checkpoints, files, training
     from sagan_tf.config import TrainConfig
 
     config = TrainConfig.from_flat(dataset=dataset, workdir=workdir, preset=PRESET,
@@ -301,7 +301,7 @@ def write_workdir(workdir, generator, discriminator, info, dataset="celeb_a"):
     manager = tf.train.CheckpointManager(checkpoints.make_checkpoint(gan),
                                          os.path.join(workdir, "checkpoints"), max_to_keep=1)
     path = manager.save(checkpoint_number=0)
-    training.write_json(os.path.join(workdir, "config.json"),
+    files.write_json(os.path.join(workdir, "config.json"),
                         {"architecture": architecture, "imported_from": info})
     return path
 

@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from sagan_tf import files
 from sagan_tf.errors import UserError
 from sagan_tf.names import SERVING_MAX_BATCH as MAX_BATCH
 from sagan_tf.visualize import to_rgb, to_uint8
@@ -288,7 +289,7 @@ def export_generator(generator, export_dir, name, max_batch=MAX_BATCH, source=No
         cause = getattr(e, "strerror", None) or getattr(e, "message", None) or str(e)
         cause = " ".join(re.sub(r"\{\{[^}]*\}\}|\[Op:\w+\]", "", str(cause)).split())[:200]
         raise ExportError(f"cannot write the SavedModel under {model_dir}: {cause} "
-                          f"({free_space(model_dir)}); earlier versions are intact") from None
+                          f"({files.free_space(model_dir)}); earlier versions are intact") from None
     except BaseException:
         clean_up()
         raise
@@ -336,16 +337,6 @@ def remove_stale_temporaries(model_dir, older_than=STALE_SECONDS):
             continue
         if dead or old:
             shutil.rmtree(path, ignore_errors=True)
-
-
-def free_space(path):
-    """`'N MiB free on the disk of PATH'`, for disk-full messages."""
-    while path and not os.path.exists(path):
-        path = os.path.dirname(path)
-    try:
-        return f"{shutil.disk_usage(path or '.').free // 2**20} MiB free on its disk"
-    except OSError:
-        return "free space unknown"
 
 
 def default_name(workdir):

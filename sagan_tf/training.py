@@ -18,7 +18,7 @@ import tensorflow as tf
 from absl import logging
 
 from sagan_tf import callbacks as cb
-from sagan_tf import checkpoints, data, loop, serving
+from sagan_tf import checkpoints, data, files, loop, serving
 from sagan_tf import config as config_lib
 from sagan_tf.config import ConfigError, TrainConfig  # noqa: F401  (re-exported)
 from sagan_tf.gan import SAGAN
@@ -275,7 +275,7 @@ class Trainer:
                       "dataset": dataclasses.asdict(self.info)}
             if self.history:
                 record["history"] = self.history
-            write_json(os.path.join(self.workdir, "config.json"), record)
+            files.write_json(os.path.join(self.workdir, "config.json"), record)
         else:
             # Saving may take part in collectives, so every worker saves; the others
             # write to a scratch directory that is removed afterwards.
@@ -407,7 +407,7 @@ class Trainer:
         if chief:
             sizes = {net.name: 4 * sum(int(np.prod(w.shape)) for w in net.weights)
                      for net in (gan.generator, gan.discriminator)}  # bytes in float32
-            write_json(os.path.join(self.workdir, "summary.json"),
+            files.write_json(os.path.join(self.workdir, "summary.json"),
                        dict(logs, step=self.step, steps_run=monitor.steps_run,
                             float32_bytes=sizes))
         return logs
@@ -448,14 +448,6 @@ def run(config, strategy=None):
         return trainer.train()
     finally:
         trainer.close()
-
-
-def write_json(path, value):
-    """Writes `value` as JSON through a temporary file, so readers never see half a file."""
-    with open(path + ".tmp", "w") as f:
-        json.dump(value, f, indent=1, default=str)
-    os.replace(path + ".tmp", path)
-
 
 
 def effective_architecture(gan):
