@@ -41,6 +41,25 @@ class CheckpointWriteError(UserError, RuntimeError):
     """A checkpoint could not be written (disk full, read-only); reported as one line."""
 
 
+class LogWriteError(UserError, RuntimeError):
+    """TensorBoard logs could not be written (disk full, read-only); reported as one line."""
+
+
+def flush(writer):
+    """`writer.flush()`, a TensorFlow write error (a full disk) as one LogWriteError
+    naming the log directory and the cause; the checkpoints are not touched."""
+    try:
+        writer.flush()
+    except tf.errors.OpError as e:
+        from sagan_tf.files import free_space
+
+        cause = " ".join(str(getattr(e, "message", e)).split())[:160]
+        where = getattr(writer, "logdir", "the run's logs directory")
+        raise LogWriteError(f"cannot write TensorBoard logs in {where}: {cause} "
+                            f"({free_space(str(where))}); training stopped, the last checkpoint "
+                            "is kept as it was") from None
+
+
 def _step(model):
     return int(model.step.numpy())
 
@@ -202,7 +221,7 @@ class TrainingMonitor(keras.callbacks.Callback):
             if self.images_per_second:
                 tf.summary.scalar("speed/images_per_second", self.images_per_second,
                                   description="Training images per second over the log period.")
-        self.writer.flush()
+        flush(self.writer)
         logging.info("%s", self.progress_line(step, logs))
         self._last_line = time.time()
         for metric in model.metrics:  # per-period means
@@ -250,7 +269,7 @@ class TrainingMonitor(keras.callbacks.Callback):
                     panels = visualize.attention_panels(self.real_images, amap)
                     tf.summary.image(f"attention/D_{layer.name}",
                                      visualize.make_grid(panels, columns=len(panels) // 4)[None])
-        self.writer.flush()
+        flush(self.writer)
 
 
 EVAL_DESCRIPTIONS = {
@@ -329,7 +348,7 @@ class PeriodicEvaluation(keras.callbacks.Callback):
                 if result[key] is not None:
                     tf.summary.scalar(f"eval/{key}_{name}", result[key],
                                       description=EVAL_DESCRIPTIONS[key])
-        self.writer.flush()
+        flush(self.writer)
         logging.info("step %d eval (%s, %d samples): %s", step, name, result["num_fake"],
                      format_result(result))
         if result["fid"] < self.best_fid:

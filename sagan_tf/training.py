@@ -360,7 +360,9 @@ class Trainer:
                                            batch_size * config.training.d_steps,
                                            start_batch=start)
         if chief:
-            writer = tf.summary.create_file_writer(os.path.join(self.workdir, "logs"))
+            logdir = os.path.join(self.workdir, "logs")
+            writer = tf.summary.create_file_writer(logdir)
+            writer.logdir = logdir  # for write-error messages
             _write_hparams(writer, config, gan)
         else:
             writer = tf.summary.create_noop_writer()
@@ -481,4 +483,4 @@ def _write_hparams(writer, config, gan):
     values.update(effective_architecture(gan))
     with writer.as_default():
         hp.hparams(values)
-    writer.flush()
+    cb.flush(writer)

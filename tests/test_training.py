@@ -463,6 +463,36 @@ def test_a_progress_line_comes_at_least_every_heartbeat_whatever_the_cadence(tmp
     assert summary["steady_images_per_second"] > 0  # the compiling first step left out
 
 
+def test_a_tensorboard_write_failure_is_one_line_and_keeps_the_checkpoints(tmp_path,
+                                                                             monkeypatch):
+    create = tf.summary.create_file_writer
+
+    class FullDisk:
+        """A summary writer whose second flush meets a full disk (the first is HParams')."""
+
+        def __init__(self, logdir):
+            self._writer, self.flushes = create(logdir), 0
+
+        def __getattr__(self, name):
+            return getattr(self._writer, name)
+
+        def flush(self):
+            self.flushes += 1
+            if self.flushes > 1:
+                raise tf.errors.ResourceExhaustedError(
+                    None, None, "logs/events.out.tfevents.1; No space left on device")
+            self._writer.flush()
+
+    monkeypatch.setattr(tf.summary, "create_file_writer", FullDisk)
+    with pytest.raises(callbacks.LogWriteError) as error:
+        training.run(_config(tmp_path, steps=4, log_every=2, checkpoint_every=2, export=False))
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(
+        f"cannot write TensorBoard logs in {tmp_path / 'run' / 'logs'}: ")
+    assert "No space left on device" in message and "MiB free on its disk" in message
+    assert checkpoints.checkpoint_steps(str(tmp_path / "run" / "checkpoints")) == [2]
+
+
 def test_a_hand_edited_config_json_never_switches_the_resume_guard_off(tmp_path, caplog):
     config = _config(tmp_path, steps=2, export=False)
     training.run(config)
