@@ -454,7 +454,7 @@ def test_a_progress_line_comes_at_least_every_heartbeat_whatever_the_cadence(tmp
                                                                              monkeypatch):
     monkeypatch.setattr(callbacks, "HEARTBEAT_SECONDS", 0.0)  # every step is "long"
     with caplog.at_level(logging.INFO, logger="absl"):
-        result = training.run(_config(tmp_path, steps=4, log_every=1000, export=False))
+        training.run(_config(tmp_path, steps=4, log_every=1000, export=False))
     beats = [m for m in caplog.messages if m.endswith("losses every 1000 steps")]
     assert [b.split(" |")[0] for b in beats] == ["step 2/4 (50%)", "step 3/4 (75%)"], beats
     assert all(re.search(r" \| [\d.]+ img/s \| eta \d+m\d\ds \| ", b) for b in beats), beats
@@ -680,19 +680,27 @@ def test_folder_labels_are_named_in_the_log_the_run_and_the_savedmodel(tmp_path,
         assert json.load(f)["class_names"] == ["cats", "dogs"]
 
 
+def _train_until(tmp_path, args, text, timeout=300):
+    """`sagan_tf.train args` in a fresh process, its stderr in tmp_path/stderr.txt,
+    returned once `text` shows there (the C++ log level at 2: the stop line among
+    the usual stderr)."""
+    env = dict(ENV, TF_CPP_MIN_LOG_LEVEL="2")
+    log = open(tmp_path / "stderr.txt", "w+")
+    proc = subprocess.Popen([sys.executable, "-m", "sagan_tf.train", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=log)
+    deadline = time.time() + timeout
+    while time.time() < deadline and text not in open(tmp_path / "stderr.txt").read():
+        time.sleep(0.1)
+    return proc
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_stop_signal_saves_the_last_step_and_exits_128_plus_its_number(tmp_path, signum):
     workdir = tmp_path / "run"
     args = [f"--workdir={workdir}", "--base_channels=8", "--z_dim=16", "--batch_size=8",
             "--steps=100000", "--checkpoint_every=100000", "--log_every=2",
             "--sample_every=100000", "--noexport"]
-    env = dict(ENV, TF_CPP_MIN_LOG_LEVEL="2")  # the stop line among the usual stderr
-    log = open(tmp_path / "stderr.txt", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "sagan_tf.train", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=log)
-    deadline = time.time() + 300
-    while time.time() < deadline and "step 6/" not in open(tmp_path / "stderr.txt").read():
-        time.sleep(0.2)
+    proc = _train_until(tmp_path, args, "step 6/")
     proc.send_signal(signum)
     proc.send_signal(signum)  # a second one while stopping changes nothing
     assert proc.wait(timeout=300) == 128 + signum
@@ -760,13 +768,7 @@ def test_a_stop_signal_during_the_final_evaluation_exits_143_with_one_line(tmp_p
     args = [f"--workdir={workdir}", "--base_channels=8", "--z_dim=16", "--batch_size=8",
             "--steps=4", "--eval_every=1000", "--eval_samples=4000", "--log_every=2",
             f"--export_dir={tmp_path / 'savedmodels'}"]
-    env = dict(ENV, TF_CPP_MIN_LOG_LEVEL="2")
-    log = open(tmp_path / "stderr.txt", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "sagan_tf.train", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=log)
-    deadline = time.time() + 300
-    while time.time() < deadline and "step 4: evaluating" not in open(tmp_path / "stderr.txt").read():
-        time.sleep(0.1)
+    proc = _train_until(tmp_path, args, "step 4: evaluating")
     proc.send_signal(signal.SIGTERM)
     time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)  # a second one while stopping changes nothing
