@@ -41,6 +41,8 @@ def main(argv):
         import signal
         import sys
 
+        for signum in callbacks.SignalStop.SIGNALS:  # exiting: a repeated signal is ignored
+            signal.signal(signum, signal.SIG_IGN)
         print(f"stopped by {signal.Signals(stopper.received).name}: {e}; nothing was written",
               file=sys.stderr, flush=True)
         sys.exit(128 + stopper.received)

@@ -323,10 +323,13 @@ class Trainer:
                 except serving.ExportAbandoned:
                     result["abandoned"].append("the export")
         finally:
-            stopper.uninstall()
+            if stopper.received is None:
+                stopper.uninstall()
+            # After a stop signal the handlers stay (a repeated signal only logs) while the
+            # process exits; a caller that goes on calls result["signals"].uninstall().
             if not self.chief:
                 shutil.rmtree(self.manager.directory, ignore_errors=True)
-        result.update(step=self.step, logs=logs, stop_signal=stopper.received)
+        result.update(step=self.step, logs=logs, stop_signal=stopper.received, signals=stopper)
         return result
 
     def export(self, trained=True, should_stop=None):

@@ -240,8 +240,10 @@ def test_every_flag_preset_parses_and_builds(flagfile):
     (["--steps=-3"], "--steps must be >= 1", run_command),
     (["--loss=lsgan"], "--loss='lsgan' is unknown", run_main),
     (["--dataset=celeba"], "unknown dataset 'celeba'", run_main),
-    (["--g_attention=7"], r"DCGANGenerator: --g_attention/--d_attention must be one of "
-                          r"\[4, 8, 16\]; received 7", run_main),
+    (["--g_attention=7"], r"--g_attention: DCGANGenerator: argument `attention_resolutions` "
+                          r"must be one of \[4, 8, 16\]; received 7", run_main),
+    (["--d_attention=7"], r"--d_attention: DCGANDiscriminator: argument `attention_resolutions` "
+                          r"must be one of \[16, 8, 4\]; received 7", run_main),
     (["--preset=dcgan_48"], "--preset='dcgan_48' is unknown", run_main),
     (["--dataset=cifar10", "--eval_every=10"],
      "classifier backbone is trained on the dataset it scores", run_main),
@@ -755,7 +757,10 @@ def test_a_stop_signal_during_the_final_evaluation_or_the_export_abandons_it(tmp
     # the model directory the export would have created.
     exports = tmp_path / "savedmodels"
     assert not exports.exists() or os.listdir(exports) == []
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+    # Until the process exits a repeated signal only logs; then the handlers are restored.
+    assert signal.getsignal(signal.SIGTERM) == result["signals"]._handle
+    result["signals"].uninstall()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     # The same command afterwards exports that step.
     monkeypatch.undo()
     again = training.run(config)
