@@ -51,11 +51,10 @@ def flush(writer):
     try:
         writer.flush()
     except tf.errors.OpError as e:
-        from sagan_tf.files import free_space
+        from sagan_tf.files import free_space, write_error_cause
 
-        cause = " ".join(str(getattr(e, "message", e)).split())[:160]
         where = getattr(writer, "logdir", "the run's logs directory")
-        raise LogWriteError(f"cannot write TensorBoard logs in {where}: {cause} "
+        raise LogWriteError(f"cannot write TensorBoard logs in {where}: {write_error_cause(e)} "
                             f"({free_space(str(where))}); training stopped, the last checkpoint "
                             "is kept as it was") from None
 
@@ -96,13 +95,12 @@ class CheckpointSaver(keras.callbacks.Callback):
             self.manager.save(checkpoint_number=step)
         except (OSError, tf.errors.OpError) as e:
             from sagan_tf.checkpoints import remove_partial_checkpoint
-            from sagan_tf.files import free_space
+            from sagan_tf.files import free_space, write_error_cause
 
             remove_partial_checkpoint(self.manager.directory, step)
-            message = getattr(e, "strerror", None) or getattr(e, "message", None) or str(e)
             raise CheckpointWriteError(
                 f"cannot write checkpoint ckpt-{step} in {self.manager.directory}: "
-                f"{' '.join(str(message).split())[:160]} ({free_space(self.manager.directory)}; "
+                f"{write_error_cause(e)} ({free_space(self.manager.directory)}; "
                 f"the checkpoint needs about {self.size_mb()} MiB); training stopped, the last "
                 "checkpoint is kept as it was") from None
 
@@ -154,9 +152,26 @@ class TrainingMonitor(keras.callbacks.Callback):
         self._t0 = None
         self._s0 = None
         self.images_per_second = None  # of the last log period
-        self.steady_images_per_second = None  # from the end of the first call (compiled) on
         self.steps_run = 0
         self.train_seconds = 0.0  # from the start to the last step's end, compilation included
+        self._first_call = None  # (steps_run, train_seconds) at the end of the compiled call
+
+    @property
+    def steady_images_per_second(self):
+        """Images per second from the end of the first (compiling) call to the last
+        step; None until a step has run after it."""
+        if self._first_call is None or self.steps_run <= self._first_call[0]:
+            return None
+        steps, seconds = self._first_call
+        return ((self.steps_run - steps) * self.global_batch
+                / max(self.train_seconds - seconds, 1e-9))
+
+    def _position(self, step):
+        return f"step {step}/{self.total_steps} ({100 * step // self.total_steps}%)"
+
+    def _eta(self, step, images_per_second):
+        seconds = (self.total_steps - step) * self.global_batch / images_per_second
+        return f"eta {int(seconds // 60)}m{int(seconds % 60):02d}s"
 
     def on_train_begin(self, logs=None):
         self._t0, self._s0 = time.time(), _step(self.model)
@@ -168,10 +183,9 @@ class TrainingMonitor(keras.callbacks.Callback):
         step, the speed and the time left (no losses: the period's means and the
         TensorBoard scalars stay at the `log_every` cadence)."""
         speed = (step - self._s0) * self.global_batch / max(time.time() - self._t0, 1e-9)
-        parts = [f"step {step}/{self.total_steps} ({100 * step // self.total_steps}%)"]
+        parts = [self._position(step)]
         if step > self._s0:
-            seconds = (self.total_steps - step) * self.global_batch / speed
-            parts += [f"{speed:.1f} img/s", f"eta {int(seconds // 60)}m{int(seconds % 60):02d}s"]
+            parts += [f"{speed:.1f} img/s", self._eta(step, speed)]
         parts.append(f"losses every {self.log_every} steps")
         logging.info("%s", " | ".join(parts))
         self._last_line = time.time()
@@ -185,11 +199,8 @@ class TrainingMonitor(keras.callbacks.Callback):
             logging.info("step %d: the first step compiled and ran in %.1f s; a progress line "
                          "follows every %d steps", step, self.train_seconds, self.log_every)
             self._t0, self._s0 = time.time(), step  # periods' speeds exclude compilation
-            self._steady_t0, self._steady_s0 = self._t0, step
+            self._first_call = (self.steps_run, self.train_seconds)
             self._last_line = self._t0
-        elif step > self._steady_s0:
-            self.steady_images_per_second = ((step - self._steady_s0) * self.global_batch
-                                             / max(time.time() - self._steady_t0, 1e-9))
         if step % self.log_every == 0 or step == self.total_steps:
             self._log(step, logs or {})
         elif self._calls > 1 and time.time() - self._last_line >= HEARTBEAT_SECONDS:
@@ -231,7 +242,7 @@ class TrainingMonitor(keras.callbacks.Callback):
     def progress_line(self, step, logs):
         """`step 500/3000 (17%) | d_loss 0.707 g_loss 1.128 | D(real) 1.02 D(fake) -1.00 |
         340 img/s | eta 1m34s`."""
-        parts = [f"step {step}/{self.total_steps} ({100 * step // self.total_steps}%)"]
+        parts = [self._position(step)]
         losses = [f"{k} {float(v):.3f}" for k, v in logs.items() if k not in DISCRIMINATOR_SCALARS]
         parts.append(" ".join(losses))
         if "d_real" in logs:
@@ -242,9 +253,7 @@ class TrainingMonitor(keras.callbacks.Callback):
                 d += f" p {float(self.model.regularizer_state['augment/p'].numpy()):.3f}"
             parts.append(d)
         if self.images_per_second:
-            seconds = (self.total_steps - step) * self.global_batch / self.images_per_second
-            parts.append(f"{self.images_per_second:.0f} img/s")
-            parts.append(f"eta {int(seconds // 60)}m{int(seconds % 60):02d}s")
+            parts += [f"{self.images_per_second:.0f} img/s", self._eta(step, self.images_per_second)]
         return " | ".join(parts)
 
     def write_samples(self, step):
@@ -394,6 +403,14 @@ class SignalStop(keras.callbacks.Callback):
         if threading.current_thread() is threading.main_thread():
             for signum in self.SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._handle)
+
+    def ignore_further(self):
+        """For a process that exits after a stop: later stop signals are ignored. Its
+        teardown takes a moment, and Python restores the default handlers at its end,
+        so a repeated signal would otherwise kill it with another status."""
+        for signum in self.SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+        self._previous.clear()
 
     def uninstall(self):
         for signum, handler in self._previous.items():

@@ -98,6 +98,15 @@ def read_config(path):
     return config
 
 
+def run_config(workdir):
+    """The config.json of the training run in `workdir` (`read_config`);
+    WorkdirError when there is none."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise WorkdirError(f"{workdir} is not a training run (no config.json)")
+    return read_config(path)
+
+
 def with_defaults(architecture):
     """`architecture` with the model arguments a config.json written before they existed
     lacks filled in with their defaults (what that run's models were built with)."""
@@ -137,34 +146,30 @@ def check_workdir(workdir, architecture):
                      if saved[net].get(k) != ours[net].get(k)]
             if saved["ema"] != ours["ema"]:
                 diffs.append(f"ema: {saved['ema']} != {ours['ema']}")
-            raise WorkdirError(f"workdir {workdir} holds a checkpoint of a different architecture "
-                        f"({'; '.join(diffs[:3])}); use another --workdir")
+            raise WorkdirError(f"workdir {workdir} holds a checkpoint of a different "
+                               f"architecture ({'; '.join(diffs[:3])}); use another --workdir")
     elif has_checkpoint:
         raise WorkdirError(f"workdir {workdir} holds a checkpoint without config.json; "
-                    "use another --workdir")
+                           "use another --workdir")
 
 
 def restore_generator_for_export(workdir):
     """(generator, step): the run's generator (EMA when the run has one) restored
     from its latest checkpoint, and that checkpoint's step."""
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-        raise WorkdirError(f"{workdir} is not a training run (no config.json)")
-    architecture = read_config(path)["architecture"]
+    architecture = run_config(workdir)["architecture"]
     try:
         generator = Generator.from_config(architecture["generator"])
     except (TypeError, ValueError) as e:
-        raise WorkdirError(f"{path}: architecture.generator does not build a generator "
-                           f"({' '.join(str(e).split())[:160]}); restore it or use another "
-                           "--workdir") from None
+        raise WorkdirError(f"{os.path.join(workdir, 'config.json')}: architecture.generator "
+                           f"does not build a generator ({' '.join(str(e).split())[:160]}); "
+                           "restore it or use another --workdir") from None
     generator.build()
     key = "ema_generator" if architecture["ema"] else "generator"
     checkpoint = tf.train.Checkpoint(**{key: checkpoint_weights(generator)})
     # A live run (a small --keep_checkpoints) may delete the checkpoint found here
     # before it is read: look again for the newest readable one.
     for attempt in range(RESTORE_ATTEMPTS):
-        latest = latest_usable(os.path.join(workdir, "checkpoints"), repair=False,
-                               )
+        latest = latest_usable(os.path.join(workdir, "checkpoints"), repair=False)
         if latest is None:
             raise WorkdirError(f"{workdir} has no checkpoint")
         try:
@@ -173,7 +178,7 @@ def restore_generator_for_export(workdir):
         except (tf.errors.NotFoundError, tf.errors.DataLossError) as e:
             reason = " ".join(str(getattr(e, "message", e)).split())[:120]
     raise WorkdirError(f"{workdir}: its checkpoints kept disappearing while being read "
-                            f"({RESTORE_ATTEMPTS} tries; last: {reason})")
+                       f"({RESTORE_ATTEMPTS} tries; last: {reason})")
 
 
 RESTORE_ATTEMPTS = 5
@@ -212,7 +217,6 @@ def latest_usable(directory, repair=True):
     deleted. Files but no readable checkpoint raise WorkdirError (one line): starting
     again from step 0 would overwrite them.
     """
-    from absl import logging
 
     steps = checkpoint_steps(directory)
     if not steps:
@@ -231,7 +235,7 @@ def latest_usable(directory, repair=True):
         bad_steps.add(step)
     else:
         raise WorkdirError(f"{directory} holds checkpoint files but none is readable "
-                    f"({'; '.join(skipped[:3])}); move them away or use another --workdir")
+                           f"({'; '.join(skipped[:3])}); move them away or use another --workdir")
     if skipped or named != path:
         logging.warning("checkpoint state in %s names %s; resuming from %s, the newest readable "
                         "checkpoint%s", directory, os.path.basename(named) if named else "nothing",

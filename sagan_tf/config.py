@@ -418,7 +418,7 @@ def expand_workdir(workdir, dataset):
     any folder names its own run directory (`--workdir=runs/{dataset}_colour_32`)."""
     if workdir is None:
         return default_workdir(dataset)
-    if "{" in workdir.replace("{dataset}", "") or "}" in workdir.replace("{dataset}", ""):
+    if set("{}") & set(workdir.replace("{dataset}", "")):
         raise ConfigError(f"--workdir={workdir}: the only placeholder it takes is {{dataset}}")
     return workdir.replace("{dataset}", dataset_name(dataset))
 

@@ -230,6 +230,8 @@ def max_image_pixels():
     except ValueError:
         raise DataError(f"SAGAN_TF_MAX_IMAGE_PIXELS must be a whole number of pixels; got "
                         f"{value!r}") from None
+
+
 EXIF_ORIENTATION = 0x0112
 
 
@@ -306,7 +308,8 @@ def scan_folder(root, image_size, folder_labels=False):
     Skipped files are counted by reason in one warning (with a few names); images
     smaller than `image_size` are kept and counted (upscaled).
     """
-    key = (os.path.abspath(root), image_size, folder_labels, max_image_pixels())
+    limit = max_image_pixels()
+    key = (os.path.abspath(root), image_size, folder_labels, limit)
     if key in _FOLDER_CACHE:
         return _FOLDER_CACHE[key]
     if not os.path.isdir(root):
@@ -317,7 +320,6 @@ def scan_folder(root, image_size, folder_labels=False):
         for f in files
         if f.lower().endswith(IMAGE_EXTENSIONS + tuple(SKIPPED_EXTENSIONS))
     )
-    limit = max_image_pixels()
     if limit > MAX_IMAGE_PIXELS:  # asked for: PIL's own guard must let such images open
         from PIL import Image
 

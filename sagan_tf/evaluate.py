@@ -60,18 +60,13 @@ def define_flags(flag_values):
 
 def _run_flags(FLAGS):
     """The flags of the --workdir run ({} for --model)."""
-    import os
-
     from sagan_tf import checkpoints, sampling
 
     if bool(FLAGS.model) == bool(FLAGS.workdir):
         raise sampling.GenerateError("give one of --model (a SavedModel) and --workdir (a run)")
     if not FLAGS.workdir:
         return {}
-    path = os.path.join(FLAGS.workdir, "config.json")
-    if not os.path.exists(path):
-        raise sampling.GenerateError(f"{FLAGS.workdir} is not a training run (no config.json)")
-    return checkpoints.read_config(path).get("flags", {})
+    return checkpoints.run_config(FLAGS.workdir).get("flags", {})
 
 
 def _sampler(FLAGS, run):

@@ -47,10 +47,9 @@ def real_batches(spec, batch_size):
         yield images, labels
 
 
-def real_stats(backbone, real_spec, num_real, batch_size=100, should_stop=None):
+def real_stats(backbone, real_spec, num_real, batch_size=100):
     """Streaming feature statistics of up to `num_real` images of a dataset split."""
-    return _stream(real_batches(real_spec, batch_size), backbone, num_real,
-                   should_stop=should_stop)
+    return _stream(real_batches(real_spec, batch_size), backbone, num_real)
 
 
 def evaluate(sample_fn, backbone, real, num_samples, batch_size=100, kid_subsets=100,

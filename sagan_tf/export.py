@@ -41,8 +41,7 @@ def main(argv):
         import signal
         import sys
 
-        for signum in callbacks.SignalStop.SIGNALS:  # exiting: a repeated signal is ignored
-            signal.signal(signum, signal.SIG_IGN)
+        stopper.ignore_further()
         print(f"stopped by {signal.Signals(stopper.received).name}: {e}; nothing was written",
               file=sys.stderr, flush=True)
         sys.exit(128 + stopper.received)

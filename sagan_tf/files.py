@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 
 
@@ -21,3 +22,11 @@ def free_space(path):
         return f"{shutil.disk_usage(path or '.').free // 2**20} MiB free on its disk"
     except OSError:
         return "free space unknown"
+
+
+def write_error_cause(error, limit=160):
+    """The cause of a failed write, as one line of at most `limit` characters: an
+    OSError's strerror, or a TensorFlow error's message without its function-node
+    and op tags (`{{function_node ...}}`, `[Op:SaveV2]`)."""
+    cause = getattr(error, "strerror", None) or getattr(error, "message", None) or str(error)
+    return " ".join(re.sub(r"\{\{[^}]*\}\}|\[Op:\w+\]", "", str(cause)).split())[:limit]

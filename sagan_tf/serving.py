@@ -286,9 +286,8 @@ def export_generator(generator, export_dir, name, max_batch=MAX_BATCH, source=No
             raise ExportError(f"could not claim a new version number under {model_dir}")
     except (OSError, tf.errors.OpError) as e:
         clean_up()
-        cause = getattr(e, "strerror", None) or getattr(e, "message", None) or str(e)
-        cause = " ".join(re.sub(r"\{\{[^}]*\}\}|\[Op:\w+\]", "", str(cause)).split())[:200]
-        raise ExportError(f"cannot write the SavedModel under {model_dir}: {cause} "
+        raise ExportError(f"cannot write the SavedModel under {model_dir}: "
+                          f"{files.write_error_cause(e, 200)} "
                           f"({files.free_space(model_dir)}); earlier versions are intact") from None
     except BaseException:
         clean_up()
@@ -352,7 +351,7 @@ def export_workdir(workdir, export_dir="savedmodels", name=None, max_batch=MAX_B
 
     generator, step = checkpoints.restore_generator_for_export(workdir)
     source = {"workdir": os.path.abspath(workdir), "step": step}
-    record = checkpoints.read_config(os.path.join(workdir, "config.json"))
+    record = checkpoints.run_config(workdir)
     class_names = record.get("dataset", {}).get("class_names", ())
     return export_generator(generator, export_dir, name or default_name(workdir), max_batch,
                             source=source, class_names=class_names, should_stop=should_stop)

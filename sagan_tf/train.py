@@ -50,11 +50,7 @@ def main(argv):
     if result["stop_signal"] is not None:
         import signal
 
-        # The checkpoint is written: a repeated signal while the process exits (its
-        # teardown takes a moment, and Python restores default handlers at the end of it)
-        # is ignored rather than killing it with another status.
-        for signum in callbacks.SignalStop.SIGNALS:
-            signal.signal(signum, signal.SIG_IGN)
+        result["signals"].ignore_further()  # the checkpoint is written: exiting
         name = signal.Signals(result["stop_signal"]).name
         abandoned = " and ".join(result["abandoned"])
         print(f"stopped by {name} at step {result['step']}; checkpoint written"
