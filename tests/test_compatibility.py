@@ -1,10 +1,13 @@
-"""Runs and SavedModels written by sagan_tf 0.1.0 (before the model families were
-split into modules and the options into config sections) keep working.
+"""Runs and SavedModels written by earlier versions keep working.
 
-`tests/fixtures/v0_1_0` holds what that version wrote for a 4-step mnist5k run of
-the Quick start's flag file at width 8 (`run/`: config.json and the step-4
-checkpoint; `savedmodels/tiny/1`: its export) and the losses of resuming it to step
-6 with that version (`expected.json`).
+Each fixture holds what one version wrote for a 4-step mnist5k run at width 8
+(`run/`: config.json and the step-4 checkpoint; `savedmodels/tiny/1`: its export)
+and the losses of resuming it to step 6 with that version (`expected.json`):
+
+- `v0_1_0`: sagan_tf 0.1.0 (before the model families were split into modules and
+  the options into config sections), the Quick start's dcgan_32 recipe;
+- `v0_2_0`: sagan_tf 0.2.0 (checkpoints holding each model's weights as a list by
+  position), resnet_32 with conditional batch norm, ADA, LeCam and the EMA generator.
 """
 
 import json
@@ -12,17 +15,20 @@ import os
 import shutil
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from sagan_tf import checkpoints, config, sampling, serving, training
-from sagan_tf.models import DCGANGenerator
+from sagan_tf.models import DCGANGenerator, ResNetGenerator
 
-FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "v0_1_0")
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
+VERSIONS = {"v0_1_0": DCGANGenerator, "v0_2_0": ResNetGenerator}
+versions = pytest.mark.parametrize("version", sorted(VERSIONS))
 
 
-def _copy(tmp_path):
-    shutil.copytree(FIXTURE, tmp_path / "v0_1_0")
-    return tmp_path / "v0_1_0"
+def _copy(tmp_path, version):
+    shutil.copytree(os.path.join(FIXTURES, version), tmp_path / version)
+    return tmp_path / version
 
 
 def _flags(root):
@@ -31,27 +37,29 @@ def _flags(root):
     return dict(flags, workdir=str(root / "run"), export_dir=str(root / "savedmodels"))
 
 
-def test_an_old_workdir_resumes_with_the_same_losses(tmp_path):
-    root = _copy(tmp_path)
+@versions
+def test_an_old_workdir_resumes_with_the_same_losses(tmp_path, version):
+    root = _copy(tmp_path, version)
     with open(root / "expected.json") as f:
         expected = json.load(f)
     result = training.run(config.TrainConfig.from_flat(**dict(_flags(root), steps=6)))
     assert result["step"] == expected["resumed_to_step"] == 6
     for name, value in expected["logs"].items():
         np.testing.assert_allclose(result["logs"][name], value, rtol=1e-4, err_msg=name)
-    assert isinstance(result["gan"].generator, DCGANGenerator)
+    assert isinstance(result["gan"].generator, VERSIONS[version])
     # The new export is the next version beside the old one.
     assert result["export"].endswith(os.path.join("tiny", "2"))
 
 
-def test_an_old_savedmodel_serves_what_the_old_checkpoint_holds(tmp_path):
-    root = _copy(tmp_path)
+@versions
+def test_an_old_savedmodel_serves_what_the_old_checkpoint_holds(tmp_path, version):
+    root = _copy(tmp_path, version)
     loaded = sampling.load_model(str(root / "savedmodels" / "tiny" / "1"))
     z = tf.random.stateless_normal([10, 16], seed=[1, 2])
     labels = tf.range(10, dtype=tf.int32)
     served = loaded.signatures["serving_default"](z=z, labels=labels)["images"]
     generator, step = checkpoints.restore_generator_for_export(str(root / "run"))
-    assert step == 4 and isinstance(generator, DCGANGenerator)
+    assert step == 4 and isinstance(generator, VERSIONS[version])
     ours = serving.to_uint8(generator(z, labels, training=False))
     np.testing.assert_array_equal(np.asarray(serving.to_rgb(ours)), np.asarray(served))
     # Exporting that checkpoint again with this version serves the same images.
