@@ -88,7 +88,8 @@ def main():
     num_classes = saved["architecture"]["generator"]["num_classes"]
     gan = training.build_gan(config, num_classes)
     latest = checkpoints.latest_usable(os.path.join(args.workdir, "checkpoints"), repair=False)
-    checkpoints.make_checkpoint(gan).restore(latest).assert_existing_objects_matched()
+    checkpoints.restore(lambda layout: checkpoints.checkpoint_objects(gan, layout), latest,
+                        "this model")
 
     images, labels = next(iter(data.input_fn(config.data_spec("train"), args.num)))
     labels = labels if num_classes else None

@@ -2,9 +2,12 @@
 a workdir, and restoring the generator for export.
 
 `<workdir>/config.json` records the architecture (G and D configs, EMA or not);
-`<workdir>/checkpoints/ckpt-STEP` holds G, D and EMA weights as position-indexed
-weight lists and both optimizers. The guard keeps the positions stable: a
-workdir is never resumed by another architecture.
+`<workdir>/checkpoints/ckpt-STEP` holds G, D and EMA weights and both optimizers'
+state, each variable under its path (`checkpoint_objects`), so a variable is
+restored by name or the restore fails naming it. Checkpoints of sagan_tf 0.1 and
+0.2 held weight lists by position; they are still restored, in that layout
+(`restore`). The guard of config.json keeps a workdir from being resumed by
+another architecture.
 """
 
 import json
@@ -22,29 +25,122 @@ class WorkdirError(ConfigError):
     hand-broken config.json, another architecture, no readable checkpoint, in use."""
 
 
-def checkpoint_weights(model):
-    """`model.weights` as a list, the form in which checkpoints hold a model.
+def weights_by_path(model):
+    """{path: variable} of `model.weights`, each path relative to the model
+    (`"block0/sn_conv1/conv1/kernel"`), the form in which checkpoints hold a model.
 
     Keras 3 keeps sublayers in Keras-tracked lists that TF's object graph does
     not follow: `tf.train.Checkpoint(generator=model)` saves only directly
     assigned sublayers and silently drops the rest (spectral-norm `u`, batch-norm
-    statistics, the EMA generator). A list is saved entry by entry, by position,
-    which the architecture guard of the workdir (`config.json`) keeps stable.
+    statistics, the EMA generator). A dict keyed by the layers' own names is
+    saved entry by entry: a family that creates its layers in another order
+    restores each variable into its own place, and a renamed or missing layer
+    fails by name. Every family names its layers, so paths do not depend on what
+    else the process built.
     """
-    return list(model.weights)
+    weights = {}
+    for variable in model.weights:
+        owner, _, path = variable.path.partition("/")
+        if owner != model.name or path in weights:
+            raise ValueError(f"{model.name}: variable path {variable.path!r} is "
+                             f"{'outside the model' if owner != model.name else 'not unique'}")
+        weights[path] = variable
+    return weights
+
+
+def optimizer_state(optimizer):
+    """{name: variable} of an optimizer's variables: the step, the learning rate and
+    one slot per model variable, named after it (`generator_conv0_kernel_momentum`),
+    so slots follow their variables by name too. A wrapped optimizer's variables
+    (`LossScaleOptimizer`) are under `inner/`; the optimizer's own auto-numbered
+    name (`adam_2`) is left out."""
+    state = {}
+    for variable in optimizer.variables:
+        owner, _, name = variable.path.partition("/")
+        key = name if owner == optimizer.name else f"inner/{name}"
+        if key in state:
+            raise ValueError(f"{optimizer.name}: two variables named {key!r}")
+        state[key] = variable
+    return state
+
+
+# How a checkpoint holds each model: "path" (by variable path, this version) or "list"
+# (sagan_tf 0.1 and 0.2: `list(model.weights)` by position, the optimizers as objects).
+LAYOUTS = ("path", "list")
+REGULARIZER_GROUPS = {"augment", "lecam"}  # SAGAN.regularizer_state's groups
+
+
+def checkpoint_objects(gan, layout="path"):
+    """What a checkpoint of `gan` holds, in `layout`: G, D, the EMA generator, both
+    optimizers and, when they are on, ADA's and LeCam's state (`augment`, `lecam`)."""
+    if layout == "path":
+        model, optimizer = weights_by_path, optimizer_state
+    else:
+        model, optimizer = (lambda m: list(m.weights)), (lambda o: o)
+    objects = dict(generator=model(gan.generator), discriminator=model(gan.discriminator),
+                   g_optimizer=optimizer(gan.g_optimizer),
+                   d_optimizer=optimizer(gan.d_optimizer))
+    if gan.ema_generator is not None:
+        objects["ema_generator"] = model(gan.ema_generator)
+    for name, variable in gan.regularizer_state.items():
+        group, _, key = name.partition("/")
+        if layout == "path":
+            objects.setdefault(group, {})[key] = variable
+        else:
+            objects.setdefault(group, []).append(variable)
+    return objects
 
 
 def make_checkpoint(gan):
-    """A `tf.train.Checkpoint` of G, D, the EMA generator, both optimizers and, when
-    they are on, ADA's and LeCam's state (`augment`, `lecam`: lists in a fixed order)."""
-    objects = dict(generator=checkpoint_weights(gan.generator),
-                   discriminator=checkpoint_weights(gan.discriminator),
-                   g_optimizer=gan.g_optimizer, d_optimizer=gan.d_optimizer)
-    if gan.ema_generator is not None:
-        objects["ema_generator"] = checkpoint_weights(gan.ema_generator)
-    for name, variable in gan.regularizer_state.items():
-        objects.setdefault(name.split("/")[0], []).append(variable)
-    return tf.train.Checkpoint(**objects)
+    """A `tf.train.Checkpoint` of `gan` (`checkpoint_objects`, by variable path):
+    what training saves."""
+    return tf.train.Checkpoint(**checkpoint_objects(gan))
+
+
+def saved_names(path):
+    """{object: [names]} of the checkpoint at `path` (a prefix): the names under
+    each top-level object (`generator`: its variables' paths, or 0, 1, ... in the
+    list layout)."""
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(tf.train.load_checkpoint(path).get_tensor(
+        "_CHECKPOINTABLE_OBJECT_GRAPH"))
+    return {child.local_name: [c.local_name for c in graph.nodes[child.node_id].children]
+            for child in graph.nodes[0].children}
+
+
+def layout_of(path):
+    """The layout (`LAYOUTS`) of the checkpoint at `path`."""
+    names = saved_names(path).get("generator", [])
+    return "list" if names and all(n.isdigit() for n in names) else "path"
+
+
+def restore(objects_of, path, what):
+    """Restores the checkpoint at `path` into `objects_of(layout)` (a dict as
+    `checkpoint_objects` gives) in the layout the checkpoint was written in. In the
+    path layout every variable is matched by name: one the checkpoint lacks, or
+    one it holds that nothing here has, raises WorkdirError naming it."""
+    layout = layout_of(path)
+    objects, saved = objects_of(layout), saved_names(path)
+    for group in REGULARIZER_GROUPS & set(objects) - set(saved):
+        # Turned on at this resume (--allow_config_change): it starts from its initial state.
+        logging.info("%s holds no %s state; it starts afresh", path, group)
+        del objects[group]
+    if layout == "path":
+        for group, value in objects.items():
+            if not isinstance(value, dict):
+                continue
+            ours, theirs = set(value), set(saved.get(group, ()))
+            missing, extra = sorted(ours - theirs), sorted(theirs - ours)
+            if missing or extra:
+                problem = (f"has no {group} variable {missing[0]!r}" if missing
+                           else f"holds a {group} variable {extra[0]!r} unknown to {what}")
+                raise WorkdirError(f"{path} {problem} ({len(missing)} missing, {len(extra)} "
+                                   "unknown): it was written by another version of the model")
+    status = tf.train.Checkpoint(**objects).restore(path)
+    status.assert_existing_objects_matched()
+    return status
 
 
 def architecture(gan):
@@ -165,7 +261,10 @@ def restore_generator_for_export(workdir):
                            "restore it or use another --workdir") from None
     generator.build()
     key = "ema_generator" if architecture["ema"] else "generator"
-    checkpoint = tf.train.Checkpoint(**{key: checkpoint_weights(generator)})
+
+    def objects(layout):
+        return {key: weights_by_path(generator) if layout == "path" else list(generator.weights)}
+
     # A live run (a small --keep_checkpoints) may delete the checkpoint found here
     # before it is read: look again for the newest readable one.
     for attempt in range(RESTORE_ATTEMPTS):
@@ -173,7 +272,7 @@ def restore_generator_for_export(workdir):
         if latest is None:
             raise WorkdirError(f"{workdir} has no checkpoint")
         try:
-            checkpoint.restore(latest).assert_existing_objects_matched().expect_partial()
+            restore(objects, latest, "the generator").expect_partial()
             return generator, int(latest.rsplit("-", 1)[1])
         except (tf.errors.NotFoundError, tf.errors.DataLossError) as e:
             reason = " ".join(str(getattr(e, "message", e)).split())[:120]

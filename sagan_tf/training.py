@@ -257,7 +257,8 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.checkpoint_dir,
                                                   max_to_keep=config.run.keep_checkpoints)
         if latest:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            checkpoints.restore(lambda layout: checkpoints.checkpoint_objects(self.gan, layout),
+                                latest, "this run's models")
             logging.info("resumed from %s at step %d", latest, self.step)
             # The checkpoint brings the optimizers' learning rates back; the flags win, so
             # config.json and HParams never record one value while training uses another.

@@ -40,6 +40,7 @@ def _flags(root):
 @versions
 def test_an_old_workdir_resumes_with_the_same_losses(tmp_path, version):
     root = _copy(tmp_path, version)
+    assert checkpoints.layout_of(str(root / "run" / "checkpoints" / "ckpt-4")) == "list"
     with open(root / "expected.json") as f:
         expected = json.load(f)
     result = training.run(config.TrainConfig.from_flat(**dict(_flags(root), steps=6)))
@@ -47,6 +48,8 @@ def test_an_old_workdir_resumes_with_the_same_losses(tmp_path, version):
     for name, value in expected["logs"].items():
         np.testing.assert_allclose(result["logs"][name], value, rtol=1e-4, err_msg=name)
     assert isinstance(result["gan"].generator, VERSIONS[version])
+    # The old checkpoint was read in its list layout; the new one is saved by path.
+    assert checkpoints.layout_of(str(root / "run" / "checkpoints" / "ckpt-6")) == "path"
     # The new export is the next version beside the old one.
     assert result["export"].endswith(os.path.join("tiny", "2"))
 

@@ -2,6 +2,7 @@ import numpy as np
 import keras
 import pytest
 
+from sagan_tf import checkpoints
 from sagan_tf.models import (PRESETS, DCGANDiscriminator, DCGANGenerator, Discriminator,
                              Generator, ResNetDiscriminator, ResNetGenerator)
 from tests.layer_test_util import check_layer
@@ -103,6 +104,14 @@ def test_every_preset_builds_with_the_right_shapes(preset):
     assert logits.shape == (2,) and len(d_maps) == len(PRESETS[preset]["d_attention"])
     for attention, layer in zip(maps, g.attention_layers):
         assert attention.shape[1] == layer.height * layer.width
+    # Checkpoints key variables by path: unique, and the same in a second build (no
+    # auto-numbered layer names that depend on what the process built before).
+    for model, again in ((g, Generator.from_preset(preset, base_channels=8, z_dim=8)),
+                         (d, Discriminator.from_preset(preset, base_channels=8))):
+        again.build()
+        paths = checkpoints.weights_by_path(model)
+        assert list(paths) == list(checkpoints.weights_by_path(again))
+        assert len(paths) == len(model.weights)
 
 
 def test_conditional_models_depend_on_labels():

@@ -184,6 +184,7 @@ def test_checkpoint_holds_every_weight(tmp_path):
     gan = training.build_gan(config, num_classes=10)
     loop.train(gan, strategy, data.distributed_dataset(strategy, config.data_spec(), 8), 2)
     path = checkpoints.make_checkpoint(gan).save(str(tmp_path / "ckpt"))
+    assert checkpoints.layout_of(path) == "path"
     fresh = training.build_gan(config.replace(seed=1), num_classes=10)
     checkpoints.make_checkpoint(fresh).restore(path).assert_consumed()
 
@@ -194,6 +195,52 @@ def test_checkpoint_holds_every_weight(tmp_path):
     assert len(state(gan)) == len(state(fresh)) > 100
     for a, b in zip(state(gan), state(fresh)):
         np.testing.assert_array_equal(np.asarray(b), np.asarray(a), err_msg=a.path)
+
+
+def _objects(gan):
+    return lambda layout: checkpoints.checkpoint_objects(gan, layout)
+
+
+def test_a_family_that_creates_its_layers_in_another_order_restores_by_path(tmp_path):
+    """Checkpoints key each variable by its path: a generator and discriminator
+    whose weights come in reverse order (as a family reordering its layers' creation
+    would give) get every variable back in its own place."""
+    config = _config(tmp_path, ema_decay=0.5, conditional=True, augment="ada", lecam_weight=0.1)
+    strategy = tf.distribute.get_strategy()
+    gan = training.build_gan(config, num_classes=10)
+    loop.train(gan, strategy, data.distributed_dataset(strategy, config.data_spec(), 8), 2)
+    path = checkpoints.make_checkpoint(gan).save(str(tmp_path / "ckpt"))
+    fresh = training.build_gan(config.replace(seed=1), num_classes=10)
+    for model in (fresh.generator, fresh.discriminator, fresh.ema_generator):
+        family = type(model)
+        model.__class__ = type("Reordered" + family.__name__, (family,), {
+            "weights": property(lambda self, f=family: f.weights.fget(self)[::-1])})
+    assert fresh.generator.weights[0].path == gan.generator.weights[-1].path
+    checkpoints.restore(_objects(fresh), path, "the models")
+    for name in ("generator", "discriminator", "ema_generator"):
+        ours = checkpoints.weights_by_path(getattr(fresh, name))
+        for key, variable in checkpoints.weights_by_path(getattr(gan, name)).items():
+            np.testing.assert_array_equal(np.asarray(ours[key]), np.asarray(variable),
+                                          err_msg=f"{name}/{key}")
+    for key, variable in gan.regularizer_state.items():
+        assert float(fresh.regularizer_state[key]) == float(variable), key
+
+
+def test_a_variable_missing_from_a_checkpoint_or_unknown_to_the_model_is_named(tmp_path):
+    config = _config(tmp_path)
+    gan = training.build_gan(config, num_classes=0)
+    objects = checkpoints.checkpoint_objects(gan)
+    gone = sorted(objects["generator"])[3]
+    del objects["generator"][gone]
+    path = tf.train.Checkpoint(**objects).save(str(tmp_path / "missing"))
+    with pytest.raises(checkpoints.WorkdirError, match=f"has no generator variable '{gone}'"):
+        checkpoints.restore(_objects(gan), path, "this run's models")
+    objects = checkpoints.checkpoint_objects(gan)
+    objects["discriminator"]["block9/kernel"] = tf.Variable(1.0)
+    path = tf.train.Checkpoint(**objects).save(str(tmp_path / "unknown"))
+    with pytest.raises(checkpoints.WorkdirError, match="holds a discriminator variable "
+                       "'block9/kernel' unknown to this run's models"):
+        checkpoints.restore(_objects(gan), path, "this run's models")
 
 
 @pytest.mark.parametrize("settings", [dict(augment="translation,cutout,color"),
