@@ -108,8 +108,8 @@ def main():
         fake = gan.generator(z, labels, training=True)
         real_logits = gan.discriminator(images, labels, training=True)
         fake_logits = gan.discriminator(fake, labels, training=True)
-        d_loss = tf.reduce_mean(gan.d_loss_fn(real_logits, fake_logits))
-        g_loss = tf.reduce_mean(gan.g_loss_fn(fake_logits))
+        d_loss = tf.reduce_mean(gan.loss.d(real_logits, fake_logits))
+        g_loss = tf.reduce_mean(gan.loss.g(fake_logits))
     norms = {}
     for net, loss in (("D", d_loss), ("G", g_loss)):
         model = gan.discriminator if net == "D" else gan.generator

@@ -78,17 +78,22 @@ def preset_for(preset, imsize):
 
 
 def _build_gan(preset, precision, xla, no_attention=False, variant=None, ema_decay=0.0):
+    from sagan_tf.config import TrainingConfig
     from sagan_tf.gan import SAGAN
     from sagan_tf.models import Discriminator, Generator
+    from sagan_tf.training import optimizer
 
     keras.mixed_precision.set_global_policy(precision)
     overrides = dict(attention_resolutions=()) if no_attention else {}
     if variant:
         overrides["attention_variant"] = variant
     g, d = Generator.from_preset(preset, **overrides), Discriminator.from_preset(preset, **overrides)
-    gan = SAGAN(g, d, ema_decay=ema_decay)
-    gan.compile(keras.optimizers.Adam(1e-4, beta_1=0.0, beta_2=0.9),
-                keras.optimizers.Adam(4e-4, beta_1=0.0, beta_2=0.9), jit_compile=xla)
+    # The training defaults' optimizers (Adam with --adam_epsilon, the loss scale of
+    # mixed_float16) and EMA.
+    training = TrainingConfig(precision=precision, ema_decay=ema_decay)
+    gan = SAGAN(g, d, ema=training.ema(g))
+    gan.compile(optimizer(training.lr_g, training), optimizer(training.lr_d, training),
+                jit_compile=xla)
     gan.build_optimizers()
     return gan
 

@@ -233,27 +233,51 @@ class TrainingConfig(_Section):
         for name in ("lr_g", "lr_d"):
             if not getattr(self, name) > 0:
                 _bad(f"--{name} must be > 0; got {getattr(self, name)}")
-        _in_unit_interval(self, ("beta1", "beta2", "ema_decay"))
+        _in_unit_interval(self, ("beta1", "beta2"))
         if not 0 < self.adam_epsilon < 1:
             _bad(f"--adam_epsilon must be in (0, 1); got {self.adam_epsilon}")
-        _at_least(self, ("ema_start",), 0)
-        from sagan_tf import ada, augment  # the parsers of the modules that own the options
+        # The loss, augmentation, regularizer and EMA options are checked by the
+        # constructors of the objects they build (every one, used or not).
+        self.objectives()
+        self.ema(generator=None)
+
+    def _build(self, cls, *args, **options):
+        """`cls(*args, argument=<option>, ...)` for `options` {argument: option name};
+        an argument the class refuses is a ConfigError naming the option."""
+        from sagan_tf.errors import ArgumentError
 
         try:
-            augment.parse(self.augment)
-        except ValueError as e:
-            _bad(f"--augment: {e}")
-        if not 0 < self.ada_target < 1:
-            _bad(f"--ada_target must be in (0, 1); got {self.ada_target}")
-        if not self.ada_kimg > 0:
-            _bad(f"--ada_kimg must be > 0; got {self.ada_kimg}")
-        _at_least(self, ("ada_interval",), 1)
-        try:
-            ada.parse_transforms(self.ada_transforms)
-        except ValueError as e:
-            _bad(f"--ada_transforms: {e}")
-        _at_least(self, ("lecam_weight",), 0)
-        _in_unit_interval(self, ("lecam_decay",))
+            return cls(*args, **{arg: getattr(self, name) for arg, name in options.items()})
+        except ArgumentError as e:
+            _bad(f"--{options[e.argument]}: {e.problem}")
+
+    def objectives(self):
+        """{loss, augmentation, regularizers}: the `sagan_tf.gan.SAGAN` arguments of
+        these options (`sagan_tf.losses`, `sagan_tf.regularizers`); no variables are
+        created until SAGAN builds them."""
+        from sagan_tf import losses, regularizers
+
+        loss_class = losses.LOSS_CLASSES[self.loss]
+        loss = (self._build(loss_class, penalty_weight="gp_weight") if loss_class.penalized
+                else loss_class())
+        ada = self._build(regularizers.ADA, target="ada_target", kimg="ada_kimg",
+                          interval="ada_interval", transforms="ada_transforms")
+        lecam = self._build(regularizers.LeCam, weight="lecam_weight", decay="lecam_decay")
+        policies = [p.strip() for p in self.augment.split(",") if p.strip()]
+        augmentation = (ada if policies == ["ada"] else
+                        self._build(regularizers.DiffAugment, policies="augment") if policies
+                        else None)
+        return dict(loss=loss, augmentation=augmentation,
+                    regularizers=[lecam] if self.lecam_weight > 0 else [])
+
+    def ema(self, generator):
+        """The `sagan_tf.ema.EMA` of `generator` (None when --ema_decay is 0)."""
+        from sagan_tf.ema import EMA
+
+        if self.ema_decay == 0:
+            _at_least(self, ("ema_start",), 0)
+            return None
+        return self._build(EMA, generator, decay="ema_decay", start="ema_start")
 
 
 @dataclasses.dataclass

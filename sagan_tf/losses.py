@@ -2,12 +2,14 @@
 
 Each returns a per-example loss vector of shape (B,), so a caller can average
 over the global batch (`tf.nn.compute_average_loss`) and get the same result
-on one device or many replicas. `mean(...)` of it is the usual scalar.
+on one device or many replicas. `mean(...)` of it is the usual scalar. `AdversarialLoss` and its subclasses
+pair a D loss, a G loss and an optional penalty for `sagan_tf.gan.SAGAN`.
 """
 
 import tensorflow as tf
 
-from sagan_tf.names import LOSSES  # noqa: F401  (the losses below)
+from sagan_tf.errors import ArgumentError
+from sagan_tf.names import LOSSES
 
 
 def hinge_d(real_logits, fake_logits):
@@ -75,10 +77,74 @@ def lecam(real_logits, fake_logits, ema_real, ema_fake):
     return tf.square(tf.nn.relu(real - ema_fake)) + tf.square(tf.nn.relu(ema_real - fake))
 
 
-def get(name):
-    """(d_loss, g_loss) functions for 'hinge', 'ns' or 'wgan_gp'."""
-    table = {"hinge": (hinge_d, hinge_g), "ns": (ns_d, ns_g), "wgan_gp": (wgan_d, wgan_g)}
-    if name not in table:
-        raise ValueError(f"losses: argument `loss` must be one of {list(LOSSES)}; "
-                         f"received {name!r}.")
-    return table[name]
+class AdversarialLoss:
+    """An adversarial loss: per-example D and G losses of D's logits (`d`, `g`),
+    and for a penalized loss (`penalized`) a per-example penalty of D weighted by
+    `penalty_weight`. A new loss is one subclass."""
+
+    name = None
+    penalized = False
+    penalty_weight = 0.0
+
+    @staticmethod
+    def d(real_logits, fake_logits):
+        raise NotImplementedError
+
+    @staticmethod
+    def g(fake_logits):
+        raise NotImplementedError
+
+    def penalty(self, discriminator_fn, real, fake, epsilon):
+        """The per-example penalty of D (penalized losses)."""
+        raise NotImplementedError
+
+
+class Hinge(AdversarialLoss):
+    """The hinge loss (SAGAN, BigGAN)."""
+
+    name = "hinge"
+    d = staticmethod(hinge_d)
+    g = staticmethod(hinge_g)
+
+
+class NonSaturating(AdversarialLoss):
+    """The non-saturating logistic loss of the original GAN."""
+
+    name = "ns"
+    d = staticmethod(ns_d)
+    g = staticmethod(ns_g)
+
+
+class WassersteinGP(AdversarialLoss):
+    """The Wasserstein loss with the gradient penalty (`gradient_penalty`).
+
+    Args:
+        penalty_weight: the penalty's weight in D's loss, >= 0 (the paper: 10).
+    """
+
+    name = "wgan_gp"
+    penalized = True
+    d = staticmethod(wgan_d)
+    g = staticmethod(wgan_g)
+
+    def __init__(self, penalty_weight=10.0):
+        if not float(penalty_weight) >= 0:
+            raise ArgumentError("WassersteinGP", "penalty_weight",
+                                f"must be >= 0; got {penalty_weight}")
+        self.penalty_weight = float(penalty_weight)
+
+    def penalty(self, discriminator_fn, real, fake, epsilon):
+        return gradient_penalty(discriminator_fn, real, fake, epsilon)
+
+
+LOSS_CLASSES = {cls.name: cls for cls in (Hinge, NonSaturating, WassersteinGP)}
+assert tuple(LOSS_CLASSES) == tuple(LOSSES)
+
+
+def get(name, **kwargs):
+    """The `AdversarialLoss` named `name` ('hinge', 'ns' or 'wgan_gp'), built with
+    `kwargs`."""
+    if name not in LOSS_CLASSES:
+        raise ArgumentError("losses", "loss", f"must be one of {', '.join(LOSSES)}; "
+                            f"got {name!r}")
+    return LOSS_CLASSES[name](**kwargs)

@@ -71,7 +71,9 @@ def make_strategy(name, num_cpu_devices=0):
     return tf.distribute.get_strategy()
 
 
-def _optimizer(lr, training):
+def optimizer(lr, training):
+    """The Adam of `training` (a TrainingConfig) at learning rate `lr`, with the loss
+    scale of mixed_float16."""
     opt = keras.optimizers.Adam(lr, beta_1=training.beta1, beta_2=training.beta2,
                                 epsilon=training.adam_epsilon)
     if training.precision == "mixed_float16":
@@ -103,13 +105,9 @@ def build_gan(config, num_classes):
     t = config.training
     keras.utils.set_random_seed(t.seed)
     generator, discriminator = build_models(config, num_classes)
-    gan = SAGAN(generator, discriminator, loss=t.loss, d_steps=t.d_steps,
-                gp_weight=t.gp_weight, ema_decay=t.ema_decay, ema_start=t.ema_start,
-                seed=t.seed, augment=t.augment, fake_labels=t.fake_labels,
-                ada_target=t.ada_target, ada_kimg=t.ada_kimg, ada_interval=t.ada_interval,
-                ada_transforms=t.ada_transforms,
-                lecam_weight=t.lecam_weight, lecam_decay=t.lecam_decay)
-    gan.compile(g_optimizer=_optimizer(t.lr_g, t), d_optimizer=_optimizer(t.lr_d, t),
+    gan = SAGAN(generator, discriminator, d_steps=t.d_steps, ema=t.ema(generator), seed=t.seed,
+                fake_labels=t.fake_labels, **t.objectives())
+    gan.compile(g_optimizer=optimizer(t.lr_g, t), d_optimizer=optimizer(t.lr_d, t),
                 jit_compile=config.run.jit_compile)
     gan.build_optimizers()
     return gan
@@ -262,13 +260,13 @@ class Trainer:
             logging.info("resumed from %s at step %d", latest, self.step)
             # The checkpoint brings the optimizers' learning rates back; the flags win, so
             # config.json and HParams never record one value while training uses another.
-            for name, optimizer, lr in (("lr_g", self.gan.g_optimizer, config.training.lr_g),
-                                        ("lr_d", self.gan.d_optimizer, config.training.lr_d)):
-                restored = float(np.asarray(optimizer.learning_rate))
+            for name, opt, lr in (("lr_g", self.gan.g_optimizer, config.training.lr_g),
+                                  ("lr_d", self.gan.d_optimizer, config.training.lr_d)):
+                restored = float(np.asarray(opt.learning_rate))
                 if not np.isclose(restored, lr, rtol=1e-6):
                     logging.warning("--%s changed on resume: %g (checkpoint) -> %g", name,
                                     restored, lr)
-                    optimizer.learning_rate.assign(lr)
+                    opt.learning_rate.assign(lr)
         if self.chief:
             if self._pending_history:
                 self.history.append({"step": self.step, "changed": self._pending_history})
@@ -470,7 +468,7 @@ def effective_architecture(gan):
         values[f"{prefix}/num_classes"] = net.num_classes
         values[f"{prefix}/parameters"] = int(sum(np.prod(w.shape)
                                                  for w in net.trainable_weights))
-    values["augment"] = ",".join(gan.augment) or "none"
+    values["augment"] = getattr(gan.augmentation, "name", None) or "none"
     values["ema"] = gan.ema_generator is not None
     return values
 

@@ -155,8 +155,11 @@ def _tiny_gan(**kwargs):
     from sagan_tf.gan import SAGAN
     from sagan_tf.models.dcgan import DCGANDiscriminator, DCGANGenerator
 
+    from sagan_tf.config import TrainingConfig
+
     gan = SAGAN(DCGANGenerator(16, z_dim=8, base_channels=8, attention_resolutions=()),
-                DCGANDiscriminator(16, base_channels=8, attention_resolutions=()), **kwargs)
+                DCGANDiscriminator(16, base_channels=8, attention_resolutions=()),
+                **TrainingConfig(**kwargs).objectives())
     gan.compile(keras.optimizers.SGD(0.1), keras.optimizers.SGD(0.1))
     gan.build_optimizers()
     return gan
@@ -176,32 +179,35 @@ def test_p_follows_a_scripted_sequence_of_discriminator_outputs():
     ]
     expected = {2: (0.2, 0.875), 4: (0.0, -0.125), 6: (0.2, 1.0)}
     for step, logits in enumerate(script, start=1):
-        gan.g_optimizer.iterations.assign(step)  # after the step's G update
-        gan._update_ada([tf.constant(v, tf.float32) for v in logits])
+        ada_ = gan.augmentation  # after the step's G update:
+        ada_.after_step([tf.constant(v, tf.float32) for v in logits], tf.constant(step, tf.int64))
         if step in expected:
             p, r_t = expected[step]
-            assert float(gan.ada_p.numpy()) == pytest.approx(p)
-            assert float(gan.ada_rt.numpy()) == pytest.approx(r_t)
-            assert float(gan.ada_count.numpy()) == 0.0
+            assert float(ada_.p.numpy()) == pytest.approx(p)
+            assert float(ada_.r_t.numpy()) == pytest.approx(r_t)
+            assert float(ada_.count.numpy()) == 0.0
         else:
-            assert float(gan.ada_count.numpy()) == 8.0
+            assert float(ada_.count.numpy()) == 8.0
 
 
 def test_lecam_averages_move_towards_the_global_mean_outputs():
     gan = _tiny_gan(lecam_weight=0.3, lecam_decay=0.9)
-    gan._update_lecam(tf.constant([1.0, 3.0]), tf.constant([-2.0, 0.0]), global_batch=2)
-    gan._update_lecam(tf.constant([1.0, 3.0]), tf.constant([-2.0, 0.0]), global_batch=2)
-    assert float(gan.lecam_real.numpy()) == pytest.approx(2.0 * (1 - 0.9**2))
-    assert float(gan.lecam_fake.numpy()) == pytest.approx(-1.0 * (1 - 0.9**2))
+    (lecam,) = gan.regularizers
+    for _ in range(2):
+        lecam.after_d_update(tf.constant([1.0, 3.0]), tf.constant([-2.0, 0.0]), global_batch=2)
+    assert float(lecam.ema_real.numpy()) == pytest.approx(2.0 * (1 - 0.9**2))
+    assert float(lecam.ema_fake.numpy()) == pytest.approx(-1.0 * (1 - 0.9**2))
+    assert gan.regularizer_state == {"lecam/ema_real": lecam.ema_real,
+                                     "lecam/ema_fake": lecam.ema_fake}
 
 
 @pytest.mark.parametrize("options,message", [
-    (dict(augment="ada", ada_target=1.5), r"--ada_target must be in \(0, 1\); got 1.5"),
-    (dict(augment="ada", ada_target=0.0), r"--ada_target must be in \(0, 1\); got 0.0"),
-    (dict(lecam_weight=-0.1), "--lecam_weight must be >= 0; got -0.1"),
+    (dict(augment="ada", ada_target=1.5), r"--ada_target: must be in \(0, 1\); got 1.5"),
+    (dict(augment="ada", ada_target=0.0), r"--ada_target: must be in \(0, 1\); got 0.0"),
+    (dict(lecam_weight=-0.1), "--lecam_weight: must be >= 0; got -0.1"),
     (dict(augment="ada,translation"), "--augment: ada .* does not combine with the fixed "
                                       r"policies \(translation\)"),
-    (dict(ada_kimg=0.0), "--ada_kimg must be > 0"),
+    (dict(ada_kimg=0.0), "--ada_kimg: must be > 0"),
     (dict(train_subset=-1), "--train_subset must be >= 0"),
     (dict(ada_transforms="xflip,shear"), "--ada_transforms: unknown transformation 'shear'; "
                                          "use a comma-separated subset of xflip,rotate90"),
@@ -220,4 +226,4 @@ def test_a_subset_of_transformations_draws_only_those():
     drawn = {name for name in ada.TRANSFORMS if np.any(params[f"{name}_on"])}
     assert drawn == {"translate", "scale"}
     gan = _tiny_gan(augment="ada", ada_transforms="translate,scale")
-    assert gan.ada_transforms == ("translate", "scale")
+    assert gan.augmentation.transforms == ("translate", "scale")

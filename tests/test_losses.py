@@ -46,7 +46,16 @@ def test_gradient_penalty_of_quadratic_critic():
     np.testing.assert_allclose(gp, [0.25], rtol=1e-5)
 
 
-def test_get():
-    assert losses.get("hinge") == (losses.hinge_d, losses.hinge_g)
-    with pytest.raises(ValueError, match="hinge"):
+def test_get_builds_the_named_loss_object():
+    hinge = losses.get("hinge")
+    assert isinstance(hinge, losses.Hinge) and not hinge.penalized
+    assert (hinge.d, hinge.g) == (losses.hinge_d, losses.hinge_g)
+    ns = losses.get("ns")
+    assert (ns.d, ns.g) == (losses.ns_d, losses.ns_g)
+    wgan = losses.get("wgan_gp", penalty_weight=5.0)
+    assert wgan.penalized and wgan.penalty_weight == 5.0 and wgan.d is losses.wgan_d
+    assert losses.WassersteinGP().penalty_weight == 10.0
+    with pytest.raises(ValueError, match="hinge, ns, wgan_gp; got 'lsgan'"):
         losses.get("lsgan")
+    with pytest.raises(ValueError, match="`penalty_weight` must be >= 0; got -1"):
+        losses.WassersteinGP(-1)

@@ -15,8 +15,9 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import flags as absl_flags
 
-from sagan_tf import callbacks, checkpoints, data, loop, training
+from sagan_tf import callbacks, checkpoints, data, loop, regularizers, training
 from sagan_tf import config as config_lib
+from sagan_tf.config import TrainingConfig
 from sagan_tf.gan import SAGAN
 from sagan_tf.models import DCGANDiscriminator, DCGANGenerator, Discriminator, Generator
 from tests.commands import ENV, ROOT, run_command, run_main
@@ -84,9 +85,9 @@ def _twin_gans(strategy, weights=None, augment="", **kwargs):
         d = DCGANDiscriminator(16, base_channels=8, attention_resolutions=(4,))
         g.build()
         d.build()
-        gan = SAGAN(g, d, seed=3, augment=augment, **kwargs)
-        if gan.adaptive:
-            gan.ada_p.assign(0.5)  # so the step augments
+        gan = SAGAN(g, d, seed=3, **TrainingConfig(augment=augment, **kwargs).objectives())
+        if isinstance(gan.augmentation, regularizers.ADA):
+            gan.augmentation.p.assign(0.5)  # so the step augments
         gan.compile(keras.optimizers.SGD(0.1), keras.optimizers.SGD(0.1))
         gan.build_optimizers()
         if weights is not None:
@@ -155,8 +156,7 @@ def test_nan_guard_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
         return -fake_logits + tf.where(calls > 6, np.nan, 0.0)
 
     from sagan_tf import losses
-    real_get = losses.get
-    monkeypatch.setattr(losses, "get", lambda name: (real_get(name)[0], poisoned_g))
+    monkeypatch.setattr(losses.Hinge, "g", staticmethod(poisoned_g))
     config = _config(tmp_path, steps=20, export=True)
     with pytest.raises(callbacks.NonFiniteLossError, match=r"g_loss.*step 7"):
         training.run(config)

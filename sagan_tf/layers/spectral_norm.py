@@ -114,6 +114,12 @@ class SpectralNormalization(keras.layers.Wrapper):
         self.built = True
 
     @property
+    def ema_copied_weights(self):
+        """`u`: an average of unit vectors is not one, so a moving average of this
+        layer's weights (`sagan_tf.ema.EMA`) copies it."""
+        return [self.u] if self.built else []
+
+    @property
     def raw_kernel(self):
         for name in _KERNEL_ATTRS:
             kernel = getattr(self.layer, name, None)
