@@ -5,28 +5,31 @@ attention-free twin and a DCGAN baseline, or the small-data remedies.
     python -m benchmarks.compare --variants=baseline,no_attention,sagan --seeds=0,1,2
     # The seeds' experiment: DCGAN against SAGAN on CIFAR-10 for 5 epochs, paper FID:
     python -m benchmarks.compare --flagfile=cifar10_32 --variants=baseline,sagan --epochs=5 \\
-        --backbone=inception_graph --eval_samples=10000
+        --eval_backbone=inception_graph --eval_samples=10000
     # A folder of your own images:
     python -m benchmarks.compare --flagfile=cifar10_32 --dataset=folder:/data/faces \\
-        --variants=no_attention,sagan --minutes=30 --backbone=inception_graph
+        --variants=no_attention,sagan --minutes=30 --eval_backbone=inception_graph
     # Few images: no augmentation, DiffAugment, ADA, LeCam, ADA + LeCam on 500 digits:
     python -m benchmarks.compare --variants=sagan,diffaugment,ada,lecam,ada_lecam \\
-        --extra="--train_subset=500" --steps=5000
+        --train_subset=500 --steps=5000
 
-Every run trains the flag file (`--flagfile`, a preset name or a path) with the
-variant's flags, `--dataset` if given and `--extra`, for equal steps (`--steps`),
-equal epochs (`--epochs`) or equal wall time (`--minutes`), in a fresh process,
-then scores its final generator (the EMA one when the recipe has it) once, with
-`--backbone`: the offline classifier trained on the dataset itself, on mnist5k or
-a labelled folder (classifier FID/KID and class accuracy, comparable with each
-other only), `inception_graph` for FIDs
-comparable with papers (downloaded once). It exports the generator to measure
-its size. One JSON line per run goes to `--out`; at the end a Markdown table
-gives mean +- std per variant, with the generator's SavedModel size and G + D's
-weights in float32.
+The recipe is `sagan-train`'s: the same options, flag files and defaults
+(`--flagfile`, a preset name or a path, default the Quick start's `mnist5k_32`,
+then any training flag, e.g.
+`--dataset`, `--steps`, `--eval_samples`, `--eval_backbone`). Each variant
+overrides a few options of it (`--variants`, listed below). Every run trains
+for equal steps (`--steps`), equal epochs (`--epochs`) or equal wall time
+(`--minutes`, which replaces the recipe's `--max_minutes`), in a fresh process,
+then scores its final generator (the EMA one when the recipe has it) once with
+`--eval_backbone`: the offline classifier trained on the dataset itself, on
+mnist5k or a labelled folder (classifier FID/KID and class accuracy, comparable
+with each other only), `inception_graph` for FIDs comparable with papers
+(downloaded once). `--eval_every` adds evaluations during the runs (logged to
+each run's TensorBoard). It exports the generator to measure its size. One JSON
+line per run goes to `--out`; at the end a Markdown table gives mean +- std per
+variant, with the generator's SavedModel size and G + D's weights in float32.
 """
 
-import argparse
 import json
 import math
 import os
@@ -38,47 +41,30 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# name: (what it is, its flags after the flag file, given the base config)
+# name: (what it is, its options over the recipe's, given the recipe's config)
 VARIANTS = {
     "baseline": ("a plain DCGAN: no attention, no spectral norm, batch norm in D",
-                 lambda c: [f"--preset=baseline_{c.image_size}", "--g_attention=",
-                            "--d_attention="]),
+                 lambda c: dict(preset=f"baseline_{c.image_size}", g_attention=(),
+                                d_attention=())),
     "no_attention": ("SAGAN's twin without attention: spectral norm, hinge, the same G and D",
-                     lambda c: ["--g_attention=", "--d_attention="]),
-    "sagan": ("the flag file as it is", lambda c: []),
+                     lambda c: dict(g_attention=(), d_attention=())),
+    "sagan": ("the recipe as it is", lambda c: {}),
     "paper_16": ("the paper's attention block at 16x16 in G and D",
-                 lambda c: ["--g_attention=16", "--d_attention=16", "--attention_variant=paper"]),
+                 lambda c: dict(g_attention=(16,), d_attention=(16,), attention_variant="paper")),
     "paper_8_16": ("the paper's block at 8x8 and 16x16 in G and D",
-                   lambda c: ["--g_attention=8,16", "--d_attention=16,8",
-                              "--attention_variant=paper"]),
+                   lambda c: dict(g_attention=(8, 16), d_attention=(16, 8),
+                                  attention_variant="paper")),
     "diffaugment": ("DiffAugment at fixed strength: color, translation, cutout",
-                    lambda c: ["--augment=color,translation,cutout"]),
-    "ada": ("adaptive augmentation, target r_t 0.6", lambda c: ["--augment=ada"]),
+                    lambda c: dict(augment="color,translation,cutout")),
+    "ada": ("adaptive augmentation, target r_t 0.6", lambda c: dict(augment="ada")),
     "ada_no_flip_rotate": ("ADA without x-flips and quarter turns (they change what a digit "
-                           "shows)", lambda c: ["--augment=ada", "--ada_transforms=translate,"
-                                                "scale,brightness,contrast,saturation,cutout"]),
-    "lecam": ("LeCam regularization, weight 0.3", lambda c: ["--lecam_weight=0.3"]),
-    "ada_lecam": ("ADA and LeCam", lambda c: ["--augment=ada", "--lecam_weight=0.3"]),
+                           "shows)", lambda c: dict(augment="ada", ada_transforms="translate,"
+                                                    "scale,brightness,contrast,saturation,cutout")),
+    "lecam": ("LeCam regularization, weight 0.3", lambda c: dict(lecam_weight=0.3)),
+    "ada_lecam": ("ADA and LeCam", lambda c: dict(augment="ada", lecam_weight=0.3)),
 }
 METRICS = ("fid", "kid", "precision", "recall", "class_accuracy", "mirror_gap",
            "real_mirror_gap", "is", "img_per_s", "steps", "export_mb", "g_d_mb")
-
-
-def base_config(flagfile, dataset, extra):
-    """The TrainConfig of the flag file with `--dataset` and the extra flags (a bad
-    flag stops here, before any run)."""
-    from absl import flags
-
-    from sagan_tf import config as config_lib
-    from sagan_tf import flagfiles
-
-    values = flags.FlagValues()
-    config_lib.define_flags(values)
-    argv = [f"--flagfile={flagfiles.resolve(flagfile)}", *extra]
-    if dataset:
-        argv.append(f"--dataset={dataset}")
-    values(["compare", *argv])
-    return config_lib.TrainConfig.from_flags(values), argv
 
 
 def steps_for_epochs(config, epochs):
@@ -87,29 +73,28 @@ def steps_for_epochs(config, epochs):
 
     info = data.describe(config.data_spec())
     if not info.num_examples:
-        raise SystemExit(f"error: {config.data.dataset} does not say how many images it holds; "
-                         "use --steps or --minutes")
+        raise data.DataError(f"{config.data.dataset} does not say how many images it holds; "
+                             "use --steps or --minutes")
     images = epochs * info.num_examples
     return max(1, math.ceil(images / (config.training.batch_size * config.training.d_steps)))
 
 
-def run_flags(variant, seed, steps, args, base, argv, workdir):
-    flags = [*argv, *VARIANTS[variant][1](base), f"--seed={seed}", f"--steps={steps}",
-             f"--workdir={workdir}", "--export", f"--export_dir={os.path.join(workdir, 'export')}",
-             "--export_name=generator", f"--eval_samples={args.eval_samples}",
-             f"--eval_every={args.eval_every or 10 * steps}",  # 10 * steps: only at the end
-             f"--eval_backbone={args.backbone}",
-             "--sample_every=1000000", f"--checkpoint_every={steps}",
-             f"--log_every={args.log_every}"]
-    if args.inception_graph:
-        flags.append(f"--inception_graph={args.inception_graph}")
-    flags.append(f"--max_minutes={args.minutes}")  # 0: equal steps, whatever the flag file says
-    return flags
+def run_config(variant, seed, steps, base, minutes, workdir):
+    """The TrainConfig of one run: the recipe with the variant's options, the seed,
+    the step budget, its own workdir and export, and an evaluation at its end."""
+    eval_every = base.eval.eval_every or 10 * steps  # 10 * steps: only the final one
+    return base.replace(**VARIANTS[variant][1](base), seed=seed, steps=steps, workdir=workdir,
+                        export=True, export_dir=os.path.join(workdir, "export"),
+                        export_name="generator", eval_every=eval_every,
+                        sample_every=1000000, checkpoint_every=steps, max_minutes=minutes)
 
 
-def train_in_subprocess(flags, label):
+def train_in_subprocess(config, label):
     """`sagan-train` in a fresh process, printing its progress lines."""
-    proc = subprocess.Popen([sys.executable, "-m", "sagan_tf.train", *flags], cwd=ROOT,
+    from sagan_tf import config as config_lib
+
+    proc = subprocess.Popen([sys.executable, "-m", "sagan_tf.train",
+                             *config_lib.to_argv(config)], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     tail = []
     for line in proc.stderr:
@@ -120,18 +105,12 @@ def train_in_subprocess(flags, label):
         raise SystemExit(f"error: {label} failed: {' / '.join(tail[-3:])}")
 
 
-def train_in_process(flags, label):
+def train_in_process(config, label):
     """The same run in this process (tests, debugging; timings then share a process)."""
-    from absl import flags as absl_flags
-
-    from sagan_tf import config as config_lib
     from sagan_tf import training
 
-    values = absl_flags.FlagValues()
-    config_lib.define_flags(values)
-    values(["train", *flags])
     print(f"  {label}: training in this process", flush=True)
-    training.run(config_lib.TrainConfig.from_flags(values))
+    training.run(config)
 
 
 def _megabytes(path):
@@ -139,20 +118,22 @@ def _megabytes(path):
     return round(total / 2**20, 2)
 
 
-def run_one(variant, seed, steps, args, base, argv, workroot):
+def run_one(variant, seed, steps, options, base, workroot):
     """Trains one variant and returns its JSON row."""
+    from sagan_tf import config as config_lib
+
     workdir = os.path.join(workroot, f"{variant}_s{seed}")
     label = f"{variant} seed {seed}"
     print(f"{label}: training in {workdir}", flush=True)
-    flags = run_flags(variant, seed, steps, args, base, argv, workdir)
-    (train_in_process if args.in_process else train_in_subprocess)(flags, label)
+    config = run_config(variant, seed, steps, base, options.minutes, workdir)
+    (train_in_process if options.in_process else train_in_subprocess)(config, label)
     with open(os.path.join(workdir, "summary.json")) as f:
         summary = json.load(f)
     evaluation = summary["evaluation"]
     row = {"variant": variant, "seed": seed, "steps": summary["step"],
-            "dataset": base.data.dataset, "backbone": args.backbone,
-            "minutes": args.minutes, "flags": argv,
-            "workdir": workdir if args.keep_workdirs else None,
+            "dataset": base.data.dataset, "backbone": base.eval.eval_backbone,
+            "minutes": options.minutes, "flags": config_lib.to_argv(config),
+            "workdir": workdir if options.keep_workdirs else None,
             # Steady state: from the end of the first (compiling) step to the last step.
             "img_per_s": round(summary.get("steady_images_per_second")
                                or summary["mean_images_per_second"], 1),
@@ -162,10 +143,10 @@ def run_one(variant, seed, steps, args, base, argv, workroot):
             **{k: evaluation.get(k) for k in ("fid", "kid", "is", "precision", "recall",
                                               "class_accuracy", "mirror_gap", "real_mirror_gap",
                                               "mirror_gap_by_class")}}
-    if args.mirror_class is not None:
+    if options.mirror_class is not None:
         by_class = evaluation.get("mirror_gap_by_class") or {}
         row["mirror_gap"], row["real_mirror_gap"] = by_class.get(
-            str(args.mirror_class), [None, None])
+            str(options.mirror_class), [None, None])
     return row
 
 
@@ -190,108 +171,140 @@ def table(rows, variants):
     return "\n".join(lines)
 
 
-class _DefaultsOnce(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows a flag's default unless its help already says it or it has none."""
+# ---------------------------------------------------------------------- command
+def define_flags(flag_values):
+    """Every `sagan-train` option (the recipe) and the comparison's own flags."""
+    from sagan_tf import cli
+    from sagan_tf import config as config_lib
 
-    def _get_help_string(self, action):
-        if action.default in (None, False, "") or "default" in (action.help or ""):
-            return action.help
-        return super()._get_help_string(action)
+    config_lib.define_flags(flag_values)
+    for _, field in config_lib.option_fields():
+        flag_values.register_key_flag_for_module(sys.argv[0], flag_values[field.name])
+    define = cli.flag_definer(flag_values)
+    define("list", "variants", ["baseline", "no_attention", "sagan"], "[compare] Variants, from: " + "; ".join(
+        f"{name}: {text}" for name, (text, _) in VARIANTS.items()) + ".")
+    define("list", "seeds", ["0", "1", "2"], "[compare] Seeds: one run of every variant each.")
+    define("float", "epochs", None, "[compare] Equal epochs: passes over the training images per run "
+           "(instead of --steps).", lower_bound=0)
+    define("float", "minutes", 0.0, "[compare] Equal wall time: stop every run after this many minutes "
+           "(--steps or --epochs is then an upper bound; 0: off). It replaces the recipe's "
+           "--max_minutes.", lower_bound=0)
+    define("string", "mirror_class", None, "[compare] Class name (folder sub-folder) whose samples' and "
+           "real images' mirror gap the table shows, e.g. smileys_emotion (default: all).")
+    define("string", "out", None, "[compare] JSON lines file (appended).")
+    define("string", "keep_workdirs", None, "[compare] Keep every run's workdir (samples, logs, "
+           "checkpoint, export) under this directory (default: a temporary one, removed at "
+           "the end).")
+    define("boolean", "in_process", False, "[compare] Train in this process instead of a fresh one per "
+               "run (tests).")
+    define.deprecated("backbone", "eval_backbone")
 
 
-def parse_args(argv=None):
-    from sagan_tf.backbones import BACKBONES
+DEFAULT_RECIPE = "mnist5k_32"  # the Quick start's flag file
 
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0] + " " + __doc__.splitlines()[1],
-        epilog="variants: " + "; ".join(f"{name}: {text}" for name, (text, _) in VARIANTS.items()),
-        formatter_class=_DefaultsOnce)
-    parser.add_argument("--flagfile", default="mnist5k_32",
-                        help="the recipe: a preset name (sagan-train --help lists them) or a path")
-    parser.add_argument("--dataset", default=None,
-                        help="TFDS name, folder:PATH or mnist5k (default: the flag file's)")
-    parser.add_argument("--variants", default="baseline,no_attention,sagan",
-                        help="comma-separated, from the list below")
-    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
-    budget = parser.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=int, default=None,
-                        help="training steps per run (default: the flag file's)")
-    budget.add_argument("--epochs", type=float, default=None,
-                        help="equal epochs: passes over the training images per run")
-    parser.add_argument("--minutes", type=float, default=0.0,
-                        help="equal wall time: stop every run after this many minutes "
-                             "(--steps or --epochs is then an upper bound; 0: off)")
-    parser.add_argument("--backbone", default="classifier", choices=BACKBONES,
-                        help="feature network of the final evaluation (classifier: trained on the "
-                             "dataset itself, mnist5k or a folder with class sub-folders)")
-    parser.add_argument("--inception_graph", default=None,
-                        help="classify_image_graph_def.pb (default: downloaded once)")
-    parser.add_argument("--eval_every", type=int, default=0,
-                        help="steps between evaluations, logged to each run's TensorBoard "
-                             "(0: only the final one, which the table reports)")
-    parser.add_argument("--eval_samples", type=int, default=2000,
-                        help="generated samples of each final evaluation")
-    parser.add_argument("--log_every", type=int, default=500, help="steps between progress lines")
-    parser.add_argument("--mirror_class", default=None,
-                        help="class name (folder sub-folder) whose samples' and real images' "
-                             "mirror gap the table shows, e.g. smileys_emotion (default: all)")
-    parser.add_argument("--extra", default="", help="more sagan-train flags, space-separated")
-    parser.add_argument("--out", default=None, help="JSON lines file (appended)")
-    parser.add_argument("--keep_workdirs", default=None, metavar="DIR",
-                        help="keep every run's workdir (samples, logs, checkpoint, export) "
-                             "under DIR; default: a temporary directory, removed at the end")
-    parser.add_argument("--in_process", action="store_true",
-                        help="train in this process instead of a fresh one per run (tests)")
-    args = parser.parse_args(argv)
-    variants = [v for v in args.variants.split(",") if v]
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        parser.exit(2, f"error: unknown variant {unknown[0]!r}; known: {', '.join(VARIANTS)}\n")
+
+def prepare_argv(argv):
+    """Flag files by preset name, as `sagan-train` (without one: DEFAULT_RECIPE);
+    `--extra="FLAGS"` (deprecated) as the flags it holds."""
+    from sagan_tf import cli, flagfiles
+
+    out = list(argv[:1])
+    if not any(arg.lstrip("-").startswith("flagfile=") for arg in argv[1:]):
+        out.append(f"--flagfile={DEFAULT_RECIPE}")  # first: the command line overrides it
+    for arg in argv[1:]:
+        if arg.startswith("--extra="):
+            print("warning: --extra is deprecated and will be removed in the next release; "
+                  "pass its flags themselves", file=sys.stderr, flush=True)
+            out += arg[len("--extra="):].split()
+        else:
+            out.append(arg)
     try:
-        seeds = [int(s) for s in args.seeds.split(",")]
-    except ValueError:
-        parser.exit(2, f"error: --seeds must be comma-separated integers; got {args.seeds!r}\n")
-    return parser, args, variants, seeds
+        return flagfiles.rewrite_argv(out)
+    except flagfiles.UnknownFlagFile as e:
+        cli.fail(e)
 
 
-def main(argv=None):
-    parser, args, variants, seeds = parse_args(argv)
+def parse(argv):
+    """The comparison's flags from `argv` (no program name), e.g. in tests."""
+    from absl import flags
+
+    values = flags.FlagValues()
+    define_flags(values)
+    values(prepare_argv(["compare", *argv]))
+    return values
+
+
+def compare(values):
+    """Runs the comparison of parsed flags `values`; returns its rows."""
     from sagan_tf import backbones, data
-    from sagan_tf.errors import UserError
+    from sagan_tf import config as config_lib
 
+    base = config_lib.TrainConfig.from_flags(values)
+    unknown = [v for v in values.variants if v not in VARIANTS]
+    if unknown:
+        raise config_lib.ConfigError(f"--variants: unknown variant {unknown[0]!r}; known: "
+                                     f"{', '.join(VARIANTS)}")
     try:
-        base, train_argv = base_config(args.flagfile, args.dataset, args.extra.split())
-        backbones.check_fits(args.backbone, base.data.dataset)
-        steps = (steps_for_epochs(base, args.epochs) if args.epochs
-                 else args.steps or base.training.steps)
-        if args.mirror_class is not None:
-            names = data.describe(base.data_spec()).class_names
-            if args.mirror_class not in names:
-                raise data.DataError(f"--mirror_class={args.mirror_class} is not a class of "
-                                     f"{base.data.dataset} ({', '.join(names) or 'no classes'})")
-            args.mirror_class = names.index(args.mirror_class)
-    except UserError as e:
-        parser.exit(2, f"error: {e}\n")
-    except Exception as e:  # noqa: BLE001 - absl's flag errors name the flag
-        parser.exit(2, f"error: {' '.join(str(e).split())}\n")
-    print(f"{len(variants)} variant(s) x {len(seeds)} seed(s) of {args.flagfile} on "
-          f"{base.data.dataset}, {steps} steps each", flush=True)
+        seeds = [int(s) for s in values.seeds]
+    except ValueError:
+        raise config_lib.ConfigError(f"--seeds must be integers; got "
+                                     f"{','.join(values.seeds)}") from None
+    try:
+        backbones.check_fits(base.eval.eval_backbone, base.eval.eval_classifier_dataset
+                             or base.data.dataset)
+    except backbones.BackboneError as e:
+        raise config_lib.ConfigError(f"--eval_backbone: {e}") from None
+    steps = (steps_for_epochs(base, values.epochs) if values.epochs else base.training.steps)
+    mirror_class = values.mirror_class
+    if mirror_class is not None:
+        names = data.describe(base.data_spec()).class_names
+        if mirror_class not in names:
+            raise data.DataError(f"--mirror_class={mirror_class} is not a class of "
+                                 f"{base.data.dataset} ({', '.join(names) or 'no classes'})")
+        mirror_class = names.index(mirror_class)
+    options = Options(values.minutes, mirror_class, values.keep_workdirs, values.in_process)
+    variants = values.variants
+    print(f"{len(variants)} variant(s) x {len(seeds)} seed(s) on {base.data.dataset}, "
+          f"{steps} steps each", flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="sagan_compare_") as scratch:
-        workroot = args.keep_workdirs or scratch
+        workroot = values.keep_workdirs or scratch
         for seed in seeds:  # seeds outermost: a partial run still compares every variant
             for variant in variants:
-                row = run_one(variant, seed, steps, args, base, train_argv, workroot)
+                row = run_one(variant, seed, steps, options, base, workroot)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-                if args.out:
-                    with open(args.out, "a") as f:
+                if values.out:
+                    with open(values.out, "a") as f:
                         f.write(json.dumps(row) + "\n")
     print(table(rows, variants))
+    return rows
+
+
+class Options:
+    """The comparison's own settings that each run needs."""
+
+    def __init__(self, minutes, mirror_class, keep_workdirs, in_process):
+        self.minutes = minutes
+        self.mirror_class = mirror_class
+        self.keep_workdirs = keep_workdirs
+        self.in_process = in_process
+
+
+def main(argv):
+    from absl import flags
+
+    from sagan_tf import cli
+
+    cli.check_no_arguments(argv)
+    compare(flags.FLAGS)
+
+
+def run():
+    from sagan_tf import cli
+
+    cli.entry_point(define_flags, main, prepare_argv, doc=__doc__)()
 
 
 if __name__ == "__main__":
-    from sagan_tf import runtime
-
-    runtime.setup()  # before TensorFlow's import: its start-up lines stay out of --help
-    main()
+    run()

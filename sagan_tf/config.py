@@ -559,11 +559,17 @@ def _resolutions(name, values):
         raise ConfigError(f"--{name} must be integers; got {','.join(values)}") from None
 
 
-def define_flags(flag_values):
-    """Defines one absl flag per option in `flag_values` (e.g. `absl.flags.FLAGS`)."""
+def define_flags(flag_values, only=None):
+    """Defines one absl flag per option in `flag_values` (e.g. `absl.flags.FLAGS`), or
+    per option named in `only`, for a command that takes a few of them (registered
+    as key flags of the program, so that its `--help` lists them)."""
+    import sys
+
     from absl import flags
 
     for section, field in option_fields():
+        if only is not None and field.name not in only:
+            continue
         kind = _base_type(field)
         choices = field.metadata["choices"]
         help_text = field.metadata["help"]
@@ -581,3 +587,24 @@ def define_flags(flag_values):
             flags.DEFINE_float(**args)
         else:
             flags.DEFINE_string(**args)
+        if only is not None:
+            flag_values.register_key_flag_for_module(sys.argv[0], flag_values[field.name])
+
+
+
+def to_argv(config):
+    """The flags (`--name=value`) that give `config` from the defaults: the inverse of
+    `TrainConfig.from_flags` (round-trips), e.g. to start `sagan-train` with it."""
+    argv = []
+    for section, field in option_fields():
+        value = getattr(getattr(config, section), field.name)
+        if value == field.default or value is None:
+            continue
+        if isinstance(value, bool):
+            argv.append(f"--{'' if value else 'no'}{field.name}")
+        elif isinstance(value, tuple):
+            argv.append(f"--{field.name}={','.join(map(str, value))}")
+        else:
+            argv.append(f"--{field.name}={value!r}" if isinstance(value, float)
+                        else f"--{field.name}={value}")
+    return argv

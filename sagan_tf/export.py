@@ -14,11 +14,13 @@ from sagan_tf import cli
 def define_flags(flag_values):
     from sagan_tf.names import SERVING_MAX_BATCH
 
+    from sagan_tf import config
+
     define = cli.flag_definer(flag_values)
     define("string", "workdir", None, "Training run directory holding config.json and "
            "checkpoints.")
     define("string", "name", None, "Model name under --export_dir (default: the workdir's name).")
-    define("string", "export_dir", "savedmodels", "Base directory of exported models.")
+    config.define_flags(flag_values, only=("export_dir",))
     define("integer", "max_batch", SERVING_MAX_BATCH, "Largest batch (z rows or num) a request "
            "may ask for.", lower_bound=1, upper_bound=65536)
 

@@ -51,13 +51,13 @@ def test_pytorch_reference_benchmark_counts_its_flops():
     assert 3.0 < line["gflop_per_img"] < 4.0
 
 
-TINY = "--extra=--base_channels=8 --batch_size=8 --ema_start=0"
+TINY = ["--base_channels=8", "--batch_size=8", "--ema_start=0"]
 
 
 def test_the_compare_protocol_runs_at_tiny_size(tmp_path):
     keep = tmp_path / "runs"
     result = run_command("benchmarks.compare", "--variants=baseline,sagan", "--seeds=0",
-                         "--steps=2", "--eval_samples=20", "--log_every=1", TINY,
+                         "--steps=2", "--eval_samples=20", "--log_every=1", *TINY,
                          f"--keep_workdirs={keep}", f"--out={tmp_path / 'rows.jsonl'}",
                          timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -71,30 +71,42 @@ def test_the_compare_protocol_runs_at_tiny_size(tmp_path):
     assert "| baseline (n=1) |" in result.stdout and "| sagan (n=1) |" in result.stdout
     assert sorted(os.listdir(keep)) == ["baseline_s0", "sagan_s0"]
     assert os.path.exists(keep / "sagan_s0" / "summary.json")
+    # Each run trained the recipe (mnist5k_32, the default) with the variant's options.
+    with open(keep / "baseline_s0" / "config.json") as f:
+        flags = json.load(f)["flags"]
+    assert (flags["preset"], flags["g_attention"], flags["base_channels"]) == (
+        "baseline_32", [], 8)
+    with open(keep / "sagan_s0" / "config.json") as f:
+        flags = json.load(f)["flags"]
+    assert (flags["preset"], flags["g_attention"], flags["eval_samples"]) == (
+        "dcgan_32", [16], 20)
 
 
 def test_the_compare_protocol_help_and_bad_input(capsys):
     from benchmarks import compare
+    from sagan_tf import config as config_lib
 
-    with pytest.raises(SystemExit) as done:
-        compare.main(["--help"])
-    assert done.value.code == 0
-    help_text = capsys.readouterr().out
-    assert "--flagfile FLAGFILE" in help_text and "ada_lecam:" in help_text
-    # Each default once, none for options without one.
-    flat = " ".join(help_text.split())
-    assert "(default: None)" not in flat and "(default: )" not in flat
-    assert not re.search(r"\(default:[^()]*\) \(default:", flat), flat
-    assert "(default: the flag file's)" in help_text and "(default: 0,1,2)" in help_text
-    # The command itself: the usage and nothing of TensorFlow's start-up before it.
+    # --help: the recipe's options by section and the comparison's own, nothing of TF's.
     proc = run_command("benchmarks.compare", "--help", timeout=300)
-    assert proc.returncode == 0 and proc.stdout.startswith("usage:"), proc.stderr[-2000:]
-    assert proc.stderr.strip() == "", proc.stderr[-2000:]
-    with pytest.raises(SystemExit) as bad:
-        compare.main(["--dataset=cifar10"])
-    assert bad.value.code == 2
-    assert capsys.readouterr().err.startswith(
-        "error: --eval_backbone: the classifier backbone is trained on the dataset it scores")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for text in ("--variants", "ada_lecam:", "[compare]", "--eval_samples: [eval]",
+                 "--steps: [training]", "--minutes"):
+        assert text in proc.stdout, text
+    assert "--tt_check_filter" not in proc.stdout and proc.stderr.strip() == ""
+    # The same names as sagan-train; old spellings map onto them with a notice.
+    values = compare.parse(["--extra=--base_channels=8 --batch_size=16",
+                            "--backbone=keras_inception", "--variants=sagan,ada"])
+    assert (values.base_channels, values.batch_size, values.eval_backbone) == (
+        8, 16, "keras_inception")
+    # The default recipe: the Quick start's flag file.
+    assert values.variants == ["sagan", "ada"] and (values.channels, values.steps) == (1, 2500)
+    assert "--extra is deprecated" in capsys.readouterr().err
+    assert config_lib.TrainConfig.from_flags(values).data.dataset == "mnist5k"
+    with pytest.raises(config_lib.ConfigError, match="--eval_backbone: the classifier "
+                       "backbone is trained on the dataset it scores"):
+        compare.compare(compare.parse(["--dataset=cifar10"]))
+    with pytest.raises(config_lib.ConfigError, match="unknown variant 'attention'"):
+        compare.compare(compare.parse(["--variants=sagan,attention"]))
 
 
 def _compare_in_process(tmp_path, capsys, *args):
@@ -103,9 +115,10 @@ def _compare_in_process(tmp_path, capsys, *args):
 
     graph = stand_in_graph(str(tmp_path / "graph.pb"))
     out = tmp_path / "rows.jsonl"
-    compare.main(["--seeds=0", "--eval_samples=16", "--log_every=1", "--in_process",
-                  "--backbone=inception_graph", f"--inception_graph={graph}", TINY,
-                  f"--out={out}", *args])
+    # The flag file first: flags after it override it, as in sagan-train.
+    compare.compare(compare.parse([
+        *args, "--seeds=0", "--eval_samples=16", "--log_every=1", "--in_process",
+        "--eval_backbone=inception_graph", f"--inception_graph={graph}", *TINY, f"--out={out}"]))
     return [json.loads(line) for line in open(out)], capsys.readouterr().out
 
 

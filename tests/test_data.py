@@ -9,6 +9,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from sagan_tf import data
+from sagan_tf.data import tfds_source
 
 
 def _first_batch(spec, batch=8):
@@ -55,7 +56,7 @@ def test_tfds_failure_names_dataset_cause_and_both_ways_out(monkeypatch, tmp_pat
         raise RuntimeError("Google Drive quota exceeded for this file " + "word " * 100)
 
     monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", fail)
-    monkeypatch.setattr(data, "_unreachable_hosts", lambda urls: [])  # as if online
+    monkeypatch.setattr(tfds_source, "_unreachable_hosts", lambda urls: [])  # as if online
     data_dir = str(tmp_path / "tfds_test")
     with pytest.raises(data.DataError) as err:
         data.describe(data.DataSpec("celeb_a", 64, data_dir=data_dir))
@@ -73,16 +74,16 @@ def test_tfds_without_network_fails_in_seconds_naming_the_manual_files(tmp_path)
 
     # Port 9 on loopback (discard) refuses at once: the host is unreachable.
     start = time.time()
-    assert data._unreachable_hosts(["http://127.0.0.1:9/x"], timeout=2)
+    assert tfds_source._unreachable_hosts(["http://127.0.0.1:9/x"], timeout=2)
     spec = data.DataSpec("cifar10", 32, data_dir=str(tmp_path / "tfds"))
-    original = data._unreachable_hosts
+    original = tfds_source._unreachable_hosts
     try:
-        data._unreachable_hosts = lambda urls: original(
+        tfds_source._unreachable_hosts = lambda urls: original(
             [u.replace("www.cs.toronto.edu", "127.0.0.1:9") for u in urls], timeout=2)
         with pytest.raises(data.DataError) as err:
             data.describe(spec)
     finally:
-        data._unreachable_hosts = original
+        tfds_source._unreachable_hosts = original
     assert time.time() - start < 30
     message = str(err.value)
     assert "cannot reach 127.0.0.1" in message and "cifar-10-binary.tar.gz" in message
@@ -98,7 +99,7 @@ def test_tfds_missing_module_is_named_with_its_pip_package(monkeypatch, tmp_path
                                   name="importlib_resources")
 
     monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", fail)
-    monkeypatch.setattr(data, "_unreachable_hosts", lambda urls: [])
+    monkeypatch.setattr(tfds_source, "_unreachable_hosts", lambda urls: [])
     with pytest.raises(data.DataError) as err:
         data.describe(data.DataSpec("celeb_a", 64, data_dir=str(tmp_path)))
     assert str(err.value) == (
@@ -115,7 +116,7 @@ def test_failed_download_leaves_no_partial_files(monkeypatch, tmp_path):
         raise OSError("connection reset")
 
     monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", fail)
-    monkeypatch.setattr(data, "_unreachable_hosts", lambda urls: [])
+    monkeypatch.setattr(tfds_source, "_unreachable_hosts", lambda urls: [])
     (tmp_path / "downloads").mkdir()
     (tmp_path / "downloads" / "kept.zip").write_bytes(b"a finished download")
     with pytest.raises(data.DataError, match="connection reset"):

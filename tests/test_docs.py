@@ -75,8 +75,9 @@ def test_the_parameter_table_is_the_models():
 # heykeetae's PyTorch train.py (compared with in docs/models.md).
 OTHER_PROGRAMS_FLAGS = {"logdir", "all", "dist", "adv_loss", "lr_decay", "parallel"}
 ENTRY_MODULES = ("sagan_tf.train", "sagan_tf.export", "sagan_tf.generate", "sagan_tf.evaluate",
-                 "sagan_tf.benchmark", "sagan_tf.import_torch", "benchmarks.emoji")
-ARGPARSE_MODULES = ("benchmarks.compare", "benchmarks.attention_diagnostics",
+                 "sagan_tf.benchmark", "sagan_tf.import_torch", "benchmarks.emoji",
+                 "benchmarks.compare")
+ARGPARSE_MODULES = ("benchmarks.attention_diagnostics",
                     "benchmarks.pytorch_sagan")
 
 

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 import torch
 
-from sagan_tf import import_torch, training
+from sagan_tf import heykeetae, training
 from sagan_tf.models import Discriminator, Generator
 from tests import heykeetae_torch as hk
 from tests.commands import run_command, run_main
@@ -50,7 +50,7 @@ def _pytorch_outputs(g, d, z, images):
 @pytest.fixture(scope="module")
 def imported(checkpoint):
     _, _, (g_path, d_path) = checkpoint
-    return import_torch.load(g_path, d_path)
+    return heykeetae.load(g_path, d_path)
 
 
 def test_generator_and_discriminator_match_pytorch(checkpoint, imported):
@@ -128,7 +128,7 @@ def test_dataparallel_prefix_is_stripped(checkpoint, tmp_path):
     g, _, _ = checkpoint
     path = str(tmp_path / "G.pth")
     torch.save({"module." + k: v for k, v in g.state_dict().items()}, path)
-    generator, _, _ = import_torch.load(path)
+    generator, _, _ = heykeetae.load(path)
     z = np.random.default_rng(2).normal(size=(2, 128)).astype("float32")
     with torch.no_grad():
         fake = g(torch.from_numpy(z))[0].numpy().transpose(0, 2, 3, 1)
@@ -178,9 +178,9 @@ def test_bad_state_dict_is_one_line_and_writes_nothing(checkpoint, tmp_path, cor
     corrupt(state)
     path = str(tmp_path / "G.pth")
     torch.save(state, path)
-    with pytest.raises(import_torch.TorchImportError, match=message.replace("[", r"\[")
+    with pytest.raises(heykeetae.TorchImportError, match=message.replace("[", r"\[")
                        .replace("]", r"\]").replace("(", r"\(").replace(")", r"\)")):
-        import_torch.load(path)
+        heykeetae.load(path)
     export_dir = tmp_path / "savedmodels"
     result = run("sagan_tf.import_torch", f"--generator={path}", "--export_name=bad",
                  f"--export_dir={export_dir}")
@@ -193,16 +193,16 @@ def test_bad_state_dict_is_one_line_and_writes_nothing(checkpoint, tmp_path, cor
 def test_not_a_state_dict_and_missing_torch(tmp_path, monkeypatch):
     path = str(tmp_path / "model.pth")
     torch.save([torch.zeros(2)], path)
-    with pytest.raises(import_torch.TorchImportError, match="does not hold a state_dict"):
-        import_torch.read_state_dict(path)
+    with pytest.raises(heykeetae.TorchImportError, match="does not hold a state_dict"):
+        heykeetae.read_state_dict(path)
     (tmp_path / "junk.pth").write_bytes(b"not a zip")
-    with pytest.raises(import_torch.TorchImportError, match="not a readable PyTorch file"):
-        import_torch.read_state_dict(str(tmp_path / "junk.pth"))
-    with pytest.raises(import_torch.TorchImportError, match="imsize=128"):
-        import_torch.load(path, imsize=128)
+    with pytest.raises(heykeetae.TorchImportError, match="not a readable PyTorch file"):
+        heykeetae.read_state_dict(str(tmp_path / "junk.pth"))
+    with pytest.raises(heykeetae.TorchImportError, match="imsize=128"):
+        heykeetae.load(path, imsize=128)
     monkeypatch.setitem(sys.modules, "torch", None)
-    with pytest.raises(import_torch.TorchImportError, match="pip install \"sagan-tf\[torch\]\""):
-        import_torch.read_state_dict(path)
+    with pytest.raises(heykeetae.TorchImportError, match="pip install \"sagan-tf\[torch\]\""):
+        heykeetae.read_state_dict(path)
 
 
 def test_pytorch_initializers_match_torch_bounds():
@@ -212,7 +212,7 @@ def test_pytorch_initializers_match_torch_bounds():
     generator = Generator.from_preset("heykeetae_64")
     generator.build()
     checked = 0
-    for key, shape, target in import_torch.generator_entries(generator):
+    for key, shape, target in heykeetae.generator_entries(generator):
         if target is None or target[0] not in ("kernel", "bias") or "l1.1" in key:
             continue
         module = torch_g.get_submodule(key.rsplit(".", 1)[0])

@@ -19,11 +19,11 @@ LIBRARY_MODULES = [
     "sagan_tf.callbacks", "sagan_tf.checkpoints", "sagan_tf.data", "sagan_tf.config",
     "sagan_tf.loop", "sagan_tf.losses", "sagan_tf.metrics", "sagan_tf.backbones",
     "sagan_tf.augment", "sagan_tf.visualize", "sagan_tf.flagfiles", "sagan_tf.runtime",
-    "sagan_tf.cli", "sagan_tf.import_torch",
+    "sagan_tf.cli", "sagan_tf.heykeetae", "sagan_tf.regularizers", "sagan_tf.ema",
     # The entry modules too: importing one (as `sagan_tf.train`, not running it) sets
     # nothing up either.
     "sagan_tf.train", "sagan_tf.export", "sagan_tf.generate", "sagan_tf.evaluate",
-    "sagan_tf.benchmark",
+    "sagan_tf.benchmark", "sagan_tf.import_torch",
 ]
 
 _SNAPSHOT = """
@@ -222,7 +222,7 @@ def test_every_user_error_ends_as_one_line_with_its_exit_status(capsys):
     from sagan_tf.errors import UserError
 
     for module in ("backbones", "callbacks", "checkpoints", "config", "data", "downloads",
-                   "flagfiles", "import_torch", "metrics", "sampling", "serving"):
+                   "flagfiles", "heykeetae", "metrics", "sampling", "serving"):
         importlib.import_module(f"sagan_tf.{module}")
     kinds = _subclasses(UserError) - {UserError}
     names = {k.__name__ for k in kinds}
