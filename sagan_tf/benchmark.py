@@ -17,6 +17,8 @@ popular PyTorch SAGAN's architecture) and 128 px (`resnet_128`), with and withou
 generator inference.
 """
 
+import dataclasses
+
 from sagan_tf import cli
 
 
@@ -33,19 +35,12 @@ def define_flags(flag_values):
            "tiled path.")
     define("string", "preset", None, "Model preset (default: dcgan_64).")
     define("integer", "imsize", None, "Image size; picks the preset's family at that size.")
-    define("integer", "batch_size", 64, "Batch size (as sagan-train's).")
+    # Options shared with sagan-train: defined (and validated) by its config sections.
+    config.define_flags(flag_values, only=SHARED_OPTIONS)
     define.deprecated("batch", "batch_size")
     define("integer", "steps", 10, "Timed iterations (after 3 warm-up ones); --mode=train "
            "prints the median.")
-    define("boolean", "jit_compile", False, "XLA-compile the train step, as sagan-train's "
-           "(--mode=attention: the block's forward and backward).")
     define.deprecated("xla", "jit_compile")
-    define("integer", "steps_per_execution", 1, "--mode=train: steps per tf.function call.")
-    define("float", "ema_decay", 0.0, "--mode=train: keep an EMA generator (as --ema_decay of "
-           "train), to time its update.")
-    define("enum", "precision", "float32", list(config.PRECISIONS), "Precision.")
-    define("enum", "attention_variant", None, list(config.VARIANTS), "--mode=train: the "
-           "attention variant (default: the preset's).")
     define("boolean", "attention_share", False, "--mode=train: also time the preset without its "
            "attention layers (steps alternating between the two models) and print "
            "the attention's share of a step.")
@@ -54,14 +49,22 @@ def define_flags(flag_values):
            "float32 matmul peak (a 2048x2048 tf.matmul, timed in the same run).")
 
 
+SHARED_OPTIONS = ("batch_size", "jit_compile", "steps_per_execution", "ema_decay", "precision",
+                  "attention_variant")
+
+
 def main(argv):
     from absl import flags
 
+    from sagan_tf import config
     from sagan_tf.benchmarking import (bench_attention, bench_data, bench_generate,
                                        bench_profile, bench_serve, bench_train, preset_for)
 
     FLAGS = flags.FLAGS
     cli.check_no_arguments(argv)
+    for section in (config.TrainingConfig, config.RunConfig, config.ModelConfig):
+        names = {f.name for f in dataclasses.fields(section)} & set(SHARED_OPTIONS)
+        section(**{name: FLAGS[name].value for name in names}).validate()
     try:
         if FLAGS.mode is None and FLAGS.preset is None and FLAGS.imsize is None:
             for preset in ("dcgan_64", "resnet_128"):

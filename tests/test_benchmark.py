@@ -222,3 +222,22 @@ def test_old_benchmark_spellings_still_work_with_a_notice(monkeypatch, caplog):
     for old, new in (("batch", "batch_size"), ("xla", "jit_compile")):
         assert f"--{old} is deprecated and will be removed in the next release; use --{new}" \
             in caplog.text
+
+
+def test_the_benchmark_takes_the_training_options_it_shares():
+    """Options that sagan-benchmark shares with sagan-train are one definition: the same
+    default and help, validated by the same section."""
+    from absl import flags
+
+    from sagan_tf import benchmark, config
+
+    ours, train = flags.FlagValues(), flags.FlagValues()
+    benchmark.define_flags(ours)
+    config.define_flags(train)
+    for name in benchmark.SHARED_OPTIONS:
+        assert (ours[name].default, ours[name].help) == (train[name].default, train[name].help)
+    result = run_command("sagan_tf.benchmark", "--mode=data", "--ema_decay=1.5", "--steps=1",
+                         timeout=300)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: --ema_decay: must be in (0, 1); got 1.5")
