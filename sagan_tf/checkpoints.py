@@ -249,10 +249,11 @@ def check_workdir(workdir, architecture):
                            "use another --workdir")
 
 
-def restore_generator_for_export(workdir):
+def restore_generator_for_export(workdir, record=None):
     """(generator, step): the run's generator (EMA when the run has one) restored
-    from its latest checkpoint, and that checkpoint's step."""
-    architecture = run_config(workdir)["architecture"]
+    from its latest checkpoint, and that checkpoint's step. `record`: the run's
+    config.json when the caller has read it (`run_config`)."""
+    architecture = (record or run_config(workdir))["architecture"]
     try:
         generator = Generator.from_config(architecture["generator"])
     except (TypeError, ValueError) as e:

@@ -58,18 +58,18 @@ def define_flags(flag_values):
            "(default: white, or the run's with --workdir).")
 
 
-def _run_flags(FLAGS):
-    """The flags of the --workdir run ({} for --model)."""
+def _run_record(FLAGS):
+    """The config.json of the --workdir run ({} for --model)."""
     from sagan_tf import checkpoints, sampling
 
     if bool(FLAGS.model) == bool(FLAGS.workdir):
         raise sampling.GenerateError("give one of --model (a SavedModel) and --workdir (a run)")
     if not FLAGS.workdir:
         return {}
-    return checkpoints.run_config(FLAGS.workdir).get("flags", {})
+    return checkpoints.run_config(FLAGS.workdir)
 
 
-def _sampler(FLAGS, run):
+def _sampler(FLAGS, record):
     """(sample_fn, image size, KID arguments, what was sampled) of --model or --workdir."""
     from sagan_tf import checkpoints, evaluation, sampling
 
@@ -82,8 +82,8 @@ def _sampler(FLAGS, run):
     if FLAGS.truncation:
         raise sampling.GenerateError("--truncation applies to --model only (a run's checkpoint "
                                      "is sampled as its evaluation samples: untruncated)")
-    generator, step = checkpoints.restore_generator_for_export(FLAGS.workdir)
-    seed = run.get("seed", 0) if FLAGS.seed is None else FLAGS.seed
+    generator, step = checkpoints.restore_generator_for_export(FLAGS.workdir, record)
+    seed = record.get("flags", {}).get("seed", 0) if FLAGS.seed is None else FLAGS.seed
     return (evaluation.generator_sampler(generator, seed), generator.image_size, kid,
             f"{FLAGS.workdir} (step {step})")
 
@@ -96,11 +96,12 @@ def main(argv):
     FLAGS = flags.FLAGS
     cli.check_no_arguments(argv)
     sampling.check_truncation(FLAGS.truncation)
-    run = _run_flags(FLAGS)
+    record = _run_record(FLAGS)
+    run = record.get("flags", {})
     dataset = FLAGS.dataset or run.get("dataset", "mnist5k")
     classifier_dataset = FLAGS.classifier_dataset or run.get("eval_classifier_dataset")
     backbones.check_fits(FLAGS.backbone, classifier_dataset or dataset)
-    sample, size, kid, source = _sampler(FLAGS, run)
+    sample, size, kid, source = _sampler(FLAGS, record)
     split = FLAGS.split or ("test" if dataset == "mnist5k" else "train")
     spec = data.DataSpec(dataset, size, 3, split=split,
                          data_dir=FLAGS.data_dir or run.get("data_dir"),

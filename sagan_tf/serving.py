@@ -25,7 +25,6 @@ import tempfile
 
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
 from sagan_tf import files
 from sagan_tf.errors import UserError
@@ -349,9 +348,9 @@ def export_workdir(workdir, export_dir="savedmodels", name=None, max_batch=MAX_B
     (`export_generator`)."""
     from sagan_tf import checkpoints
 
-    generator, step = checkpoints.restore_generator_for_export(workdir)
-    source = {"workdir": os.path.abspath(workdir), "step": step}
     record = checkpoints.run_config(workdir)
+    generator, step = checkpoints.restore_generator_for_export(workdir, record)
+    source = {"workdir": os.path.abspath(workdir), "step": step}
     class_names = record.get("dataset", {}).get("class_names", ())
     return export_generator(generator, export_dir, name or default_name(workdir), max_batch,
                             source=source, class_names=class_names, should_stop=should_stop)

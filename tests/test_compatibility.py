@@ -69,3 +69,14 @@ def test_an_old_savedmodel_serves_what_the_old_checkpoint_holds(tmp_path, versio
     path = serving.export_workdir(str(root / "run"), str(root / "savedmodels"), "tiny")
     again = sampling.load_model(path).signatures["serving_default"](z=z, labels=labels)
     np.testing.assert_array_equal(np.asarray(again["images"]), np.asarray(served))
+
+
+def test_an_export_reads_the_runs_config_once(tmp_path, monkeypatch):
+    root = _copy(tmp_path, "v0_2_0")
+    reads = []
+    original = checkpoints.read_config
+    monkeypatch.setattr(checkpoints, "read_config", lambda path: reads.append(path) or
+                        original(path))
+    path = serving.export_workdir(str(root / "run"), str(tmp_path / "out"), "once")
+    assert path.endswith(os.path.join("once", "1")) and len(reads) == 1
+
