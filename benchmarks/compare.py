@@ -181,22 +181,24 @@ def define_flags(flag_values):
     for _, field in config_lib.option_fields():
         flag_values.register_key_flag_for_module(sys.argv[0], flag_values[field.name])
     define = cli.flag_definer(flag_values)
-    define("list", "variants", ["baseline", "no_attention", "sagan"], "[compare] Variants, from: " + "; ".join(
-        f"{name}: {text}" for name, (text, _) in VARIANTS.items()) + ".")
+    variants = "; ".join(f"{name}: {text}" for name, (text, _) in VARIANTS.items())
+    define("list", "variants", ["baseline", "no_attention", "sagan"],
+           f"[compare] Variants, from: {variants}.")
     define("list", "seeds", ["0", "1", "2"], "[compare] Seeds: one run of every variant each.")
-    define("float", "epochs", None, "[compare] Equal epochs: passes over the training images per run "
-           "(instead of --steps).", lower_bound=0)
-    define("float", "minutes", 0.0, "[compare] Equal wall time: stop every run after this many minutes "
-           "(--steps or --epochs is then an upper bound; 0: off). It replaces the recipe's "
-           "--max_minutes.", lower_bound=0)
-    define("string", "mirror_class", None, "[compare] Class name (folder sub-folder) whose samples' and "
-           "real images' mirror gap the table shows, e.g. smileys_emotion (default: all).")
+    define("float", "epochs", None, "[compare] Equal epochs: passes over the training images "
+           "per run (instead of --steps).", lower_bound=0)
+    define("float", "minutes", 0.0, "[compare] Equal wall time: stop every run after this "
+           "many minutes (--steps or --epochs is then an upper bound; 0: off). It replaces the "
+           "recipe's --max_minutes.", lower_bound=0)
+    define("string", "mirror_class", None, "[compare] Class name (folder sub-folder) whose "
+           "samples' and real images' mirror gap the table shows, e.g. smileys_emotion "
+           "(default: all).")
     define("string", "out", None, "[compare] JSON lines file (appended).")
     define("string", "keep_workdirs", None, "[compare] Keep every run's workdir (samples, logs, "
            "checkpoint, export) under this directory (default: a temporary one, removed at "
            "the end).")
-    define("boolean", "in_process", False, "[compare] Train in this process instead of a fresh one per "
-               "run (tests).")
+    define("boolean", "in_process", False, "[compare] Train in this process instead of a fresh "
+           "one per run (tests).")
     define.deprecated("backbone", "eval_backbone")
 
 
