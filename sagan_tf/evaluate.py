@@ -102,7 +102,7 @@ def main(argv):
     classifier_dataset = FLAGS.classifier_dataset or run.get("eval_classifier_dataset")
     backbones.check_fits(FLAGS.backbone, classifier_dataset or dataset)
     sample, size, kid, source = _sampler(FLAGS, record)
-    split = FLAGS.split or ("test" if dataset == "mnist5k" else "train")
+    split = FLAGS.split or data.evaluation_split(dataset)
     spec = data.DataSpec(dataset, size, 3, split=split,
                          data_dir=FLAGS.data_dir or run.get("data_dir"),
                          crop=run.get("crop"), deterministic=True,

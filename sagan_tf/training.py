@@ -420,7 +420,7 @@ class Trainer:
         from sagan_tf import backbones, evaluation
 
         config, e = self.config, self.config.eval
-        split = "test" if config.data.dataset == "mnist5k" else "train"
+        split = data.evaluation_split(config.data.dataset)
         spec = config.data.spec(config.image_size, 3, split=split, manual_dir=None,
                                 deterministic=True, subset=None)
         backbone = backbones.get(e.eval_backbone, e.inception_graph, data_spec=spec,

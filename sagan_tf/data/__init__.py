@@ -15,14 +15,24 @@ and `pipeline` (subsets, shuffling, batching, distribution). This package
 gives their public names.
 """
 
-from sagan_tf.data.folders import (_FOLDER_CACHE, MAX_IMAGE_PIXELS, SKIP_REASONS,  # noqa: F401
-                                   composite, input_error, max_image_pixels, scan_folder,
-                                   upright)
-from sagan_tf.data.mnist5k import MNIST5K_HELDOUT, load_mnist5k, mnist5k_path  # noqa: F401
-from sagan_tf.data.pipeline import (check_batch_size, describe,  # noqa: F401
-                                    distributed_dataset, input_fn, load_images, stream_indices)
-from sagan_tf.data.spec import (BACKGROUND_NAMES, IMAGE_EXTENSIONS, KNOWN_DATASETS,  # noqa: F401
+from sagan_tf.data.folders import (_FOLDER_CACHE, MAX_IMAGE_PIXELS, SKIP_REASONS, composite,
+                                   input_error, max_image_pixels, scan_folder, upright)
+from sagan_tf.data.mnist5k import MNIST5K_HELDOUT, load_mnist5k, mnist5k_path
+from sagan_tf.data.pipeline import (check_batch_size, describe, distributed_dataset, input_fn,
+                                    load_images, stream_indices)
+from sagan_tf.data.spec import (BACKGROUND_NAMES, IMAGE_EXTENSIONS, KNOWN_DATASETS,
                                 OFFLINE_DATASETS, SUBSET_SEED, TFDS_DATASETS, DataError,
                                 DataInfo, DataSpec, center_crop_resize, check_dataset_name,
-                                label_table, parse_background, set_channels, to_model_range)
-from sagan_tf.data.tfds_source import TFDS_FILES  # noqa: F401
+                                evaluation_split, label_table, parse_background, set_channels,
+                                to_model_range)
+from sagan_tf.data.tfds_source import TFDS_FILES
+
+__all__ = [
+    "_FOLDER_CACHE", "MAX_IMAGE_PIXELS", "SKIP_REASONS", "composite", "input_error",
+    "max_image_pixels", "scan_folder", "upright", "MNIST5K_HELDOUT", "load_mnist5k",
+    "mnist5k_path", "check_batch_size", "describe", "distributed_dataset", "input_fn",
+    "load_images", "stream_indices", "BACKGROUND_NAMES", "IMAGE_EXTENSIONS", "KNOWN_DATASETS",
+    "OFFLINE_DATASETS", "SUBSET_SEED", "TFDS_DATASETS", "DataError", "DataInfo", "DataSpec",
+    "center_crop_resize", "check_dataset_name", "evaluation_split", "label_table",
+    "parse_background", "set_channels", "to_model_range", "TFDS_FILES",
+]

@@ -144,6 +144,13 @@ def to_model_range(image):
     return tf.cast(image, tf.float32) / 127.5 - 1.0
 
 
+def evaluation_split(dataset):
+    """The split evaluations compare generated images with: mnist5k's held-out
+    `test` digits, the `train` split of every other dataset (TFDS's test splits are
+    small or missing; folders have one split)."""
+    return "test" if dataset == "mnist5k" else "train"
+
+
 def check_subset(spec, num_examples):
     """Raises DataError when `spec.subset` asks for more images than the split holds."""
     if num_examples is not None and spec.subset > num_examples:
