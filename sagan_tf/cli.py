@@ -31,6 +31,9 @@ def entry_point(define_flags, main, prepare_argv=None, doc=None):
         from absl import app, flags
 
         define_flags(flags.FLAGS)
+        if any(_is_help(arg, SHORT_HELP_FLAGS) for arg in sys.argv[1:]):
+            print(grouped_help(flags.FLAGS, getattr(main_module, "__doc__", None) or doc))
+            sys.exit(0)
         argv = sys.argv if prepare_argv is None else prepare_argv(sys.argv)
         try:
             app.run(reporting(main), argv=argv)
@@ -60,9 +63,39 @@ def reporting(main):
     return run_main
 
 
-def _is_help(arg):
+SHORT_HELP_FLAGS = ("help", "helpshort", "?")  # the command's own flags; --helpfull: all
+
+
+def _is_help(arg, names=HELP_FLAGS):
     name, _, value = arg.lstrip("-").partition("=")
-    return arg.startswith("-") and name in HELP_FLAGS and value.lower() not in ("false", "0")
+    return arg.startswith("-") and name in names and value.lower() not in ("false", "0")
+
+
+_SECTION = re.compile(r"^\[(\w+)\] ")
+
+
+def grouped_help(flag_values, doc):
+    """`--help`: the command's docstring, then the key flags of the program that runs
+    (every flag the command defines, nothing of TensorFlow's): its own first, then
+    those of each config section it takes, in the sections' order (help texts that
+    start with `[section]`)."""
+    from sagan_tf.config import SECTIONS
+
+    groups = {}
+    for flag in flag_values.get_key_flags_for_module(sys.argv[0]):
+        match = _SECTION.match(flag.help or "")
+        groups.setdefault(match.group(1) if match else "", []).append(flag)
+    sections = [name for name in SECTIONS if name in groups]
+    order = [""] + sorted(set(groups) - set(sections) - {""}) + sections
+    lines = [(doc or "").strip(), ""]
+    for name in order:
+        if name not in groups:
+            continue
+        lines.append(f"{name} options:" if name else "flags:")
+        flag_values._render_flag_list(groups[name], lines, "  ")  # absl's own format
+        lines.append("")
+    lines.append("Try --helpfull to get a list of all flags.")
+    return "\n".join(lines)
 
 
 def check_no_arguments(argv):

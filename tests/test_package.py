@@ -243,3 +243,32 @@ def test_every_user_error_ends_as_one_line_with_its_exit_status(capsys):
 
     with pytest.raises(KeyError):  # a bug is not a user error: its traceback stays
         cli.reporting(broken)(["x"])
+
+
+def test_help_groups_the_flags_by_section():
+    """`--help` of a command: its docstring, its own flags, then each config section it
+    takes, in order, every flag once; without importing TensorFlow."""
+    from tests.commands import run_command
+
+    proc = run_command("sagan_tf.export", "--help", timeout=120)
+    assert proc.returncode == 0 and proc.stderr.strip() == "", proc.stderr[-2000:]
+    out = proc.stdout
+    assert out.startswith("sagan-export (python -m sagan_tf.export)")
+    assert out.index("\nflags:\n  --max_batch:") < out.index("\nexport options:\n  --export_dir:")
+    proc = run_command("sagan_tf.train", "--help", "--flagfile=nope", timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    headings = re.findall(r"^(\w+) options:$", proc.stdout, re.M)
+    assert headings == ["model", "data", "training", "run", "eval", "export"]
+    listed = re.findall(r"^  --(?:\[no\])?(\w+):", proc.stdout, re.M)
+    assert sorted(listed) == sorted(f.name for _, f in config_lib.option_fields())
+    section_of = {f.name: s for s, f in config_lib.option_fields()}
+    blocks = re.split(r"^(\w+) options:$", proc.stdout, flags=re.M)[1:]
+    for heading, block in zip(blocks[::2], blocks[1::2]):
+        for name in re.findall(r"^  --(?:\[no\])?(\w+):", block, re.M):
+            assert section_of[name] == heading, name
+    probe = ("import sys, runpy; sys.argv = ['sagan-train', '--help']\n"
+             "try:\n    runpy.run_module('sagan_tf.train', run_name='__main__')\n"
+             "except SystemExit:\n    pass\nprint('tensorflow' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    assert proc.stdout.strip().endswith("False"), proc.stdout[-500:] + proc.stderr[-500:]
