@@ -30,12 +30,14 @@ line per run goes to `--out`; at the end a Markdown table gives mean +- std per
 variant, with the generator's SavedModel size and G + D's weights in float32.
 """
 
+import dataclasses
 import json
 import math
 import os
 import subprocess
 import sys
 import tempfile
+from typing import Optional
 
 import numpy as np
 
@@ -283,14 +285,14 @@ def compare(values):
     return rows
 
 
+@dataclasses.dataclass(frozen=True)
 class Options:
-    """The comparison's own settings that each run needs."""
+    """The comparison's own settings that each run needs (`mirror_class`: an index)."""
 
-    def __init__(self, minutes, mirror_class, keep_workdirs, in_process):
-        self.minutes = minutes
-        self.mirror_class = mirror_class
-        self.keep_workdirs = keep_workdirs
-        self.in_process = in_process
+    minutes: float
+    mirror_class: Optional[int]
+    keep_workdirs: Optional[str]
+    in_process: bool
 
 
 def main(argv):
