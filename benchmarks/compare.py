@@ -180,8 +180,6 @@ def define_flags(flag_values):
     from sagan_tf import config as config_lib
 
     config_lib.define_flags(flag_values)
-    for _, field in config_lib.option_fields():
-        flag_values.register_key_flag_for_module(sys.argv[0], flag_values[field.name])
     define = cli.flag_definer(flag_values)
     variants = "; ".join(f"{name}: {text}" for name, (text, _) in VARIANTS.items())
     define("list", "variants", ["baseline", "no_attention", "sagan"],

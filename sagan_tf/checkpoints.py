@@ -70,13 +70,19 @@ LAYOUTS = ("path", "list")
 REGULARIZER_GROUPS = {"augment", "lecam"}  # SAGAN.regularizer_state's groups
 
 
+def model_weights(model, layout="path"):
+    """How a checkpoint in `layout` holds `model`: `weights_by_path`, or the list."""
+    return weights_by_path(model) if layout == "path" else list(model.weights)
+
+
 def checkpoint_objects(gan, layout="path"):
     """What a checkpoint of `gan` holds, in `layout`: G, D, the EMA generator, both
     optimizers and, when they are on, ADA's and LeCam's state (`augment`, `lecam`)."""
-    if layout == "path":
-        model, optimizer = weights_by_path, optimizer_state
-    else:
-        model, optimizer = (lambda m: list(m.weights)), (lambda o: o)
+    optimizer = optimizer_state if layout == "path" else (lambda o: o)
+
+    def model(m):
+        return model_weights(m, layout)
+
     objects = dict(generator=model(gan.generator), discriminator=model(gan.discriminator),
                    g_optimizer=optimizer(gan.g_optimizer),
                    d_optimizer=optimizer(gan.d_optimizer))
@@ -110,9 +116,10 @@ def saved_names(path):
             for child in graph.nodes[0].children}
 
 
-def layout_of(path):
-    """The layout (`LAYOUTS`) of the checkpoint at `path`."""
-    names = saved_names(path).get("generator", [])
+def layout_of(path, saved=None):
+    """The layout (`LAYOUTS`) of the checkpoint at `path` (`saved`: its `saved_names`,
+    when read already)."""
+    names = (saved or saved_names(path)).get("generator", [])
     return "list" if names and all(n.isdigit() for n in names) else "path"
 
 
@@ -121,8 +128,9 @@ def restore(objects_of, path, what):
     `checkpoint_objects` gives) in the layout the checkpoint was written in. In the
     path layout every variable is matched by name: one the checkpoint lacks, or
     one it holds that nothing here has, raises WorkdirError naming it."""
-    layout = layout_of(path)
-    objects, saved = objects_of(layout), saved_names(path)
+    saved = saved_names(path)
+    layout = layout_of(path, saved)
+    objects = objects_of(layout)
     for group in REGULARIZER_GROUPS & set(objects) - set(saved):
         # Turned on at this resume (--allow_config_change): it starts from its initial state.
         logging.info("%s holds no %s state; it starts afresh", path, group)
@@ -264,7 +272,7 @@ def restore_generator_for_export(workdir, record=None):
     key = "ema_generator" if architecture["ema"] else "generator"
 
     def objects(layout):
-        return {key: weights_by_path(generator) if layout == "path" else list(generator.weights)}
+        return {key: model_weights(generator, layout)}
 
     # A live run (a small --keep_checkpoints) may delete the checkpoint found here
     # before it is read: look again for the newest readable one.

@@ -561,8 +561,8 @@ def _resolutions(name, values):
 
 def define_flags(flag_values, only=None):
     """Defines one absl flag per option in `flag_values` (e.g. `absl.flags.FLAGS`), or
-    per option named in `only`, for a command that takes a few of them (registered
-    as key flags of the program, so that its `--help` lists them)."""
+    per option named in `only`, for a command that takes a few of them. Each is a
+    key flag of the program that runs (sys.argv[0]), so that its `--help` lists it."""
     import sys
 
     from absl import flags
@@ -587,8 +587,7 @@ def define_flags(flag_values, only=None):
             flags.DEFINE_float(**args)
         else:
             flags.DEFINE_string(**args)
-        if only is not None:
-            flag_values.register_key_flag_for_module(sys.argv[0], flag_values[field.name])
+        flag_values.register_key_flag_for_module(sys.argv[0], flag_values[field.name])
 
 
 

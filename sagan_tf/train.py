@@ -19,10 +19,7 @@ from sagan_tf import cli
 def define_flags(flag_values):
     from sagan_tf import config, flagfiles
 
-    config.define_flags(flag_values)
-    # `--help` lists the key flags of the program that runs (sys.argv[0]): every option.
-    for _, field in config.option_fields():
-        flag_values.register_key_flag_for_module(sys.argv[0], flag_values[field.name])
+    config.define_flags(flag_values)  # every option, listed by --help
     presets = flagfiles.describe()
     if presets:
         main_module = sys.modules.get("__main__")
