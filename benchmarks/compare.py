@@ -37,9 +37,11 @@ import os
 import subprocess
 import sys
 import tempfile
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
+
+from sagan_tf.config import Section, option
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -174,32 +176,40 @@ def table(rows, variants):
 
 
 # ---------------------------------------------------------------------- command
+_VARIANT_HELP = "; ".join(f"{name}: {text}" for name, (text, _) in VARIANTS.items())
+
+
+@dataclasses.dataclass
+class CompareOptions(Section):
+    """The comparison's own options: which runs, how long, what to keep."""
+
+    variants: Tuple[str, ...] = option(("baseline", "no_attention", "sagan"),
+                                       f"Variants, from: {_VARIANT_HELP}.", tuple(VARIANTS))
+    seeds: Tuple[int, ...] = option((0, 1, 2), "Seeds: one run of every variant each.")
+    epochs: Optional[float] = option(None, "Equal epochs: passes over the training images per "
+                                     "run (instead of --steps).", minimum=0)
+    minutes: float = option(0.0, "Equal wall time: stop every run after this many minutes "
+                            "(--steps or --epochs is then an upper bound; 0: off). It replaces "
+                            "the recipe's --max_minutes.", minimum=0)
+    mirror_class: Optional[str] = option(None, "Class name (folder sub-folder) whose samples' "
+                                         "and real images' mirror gap the table shows, e.g. "
+                                         "smileys_emotion (default: all).")
+    out: Optional[str] = option(None, "JSON lines file (appended).")
+    keep_workdirs: Optional[str] = option(None, "Keep every run's workdir (samples, logs, "
+                                          "checkpoint, export) under this directory (default: "
+                                          "a temporary one, removed at the end).")
+    in_process: bool = option(False, "Train in this process instead of a fresh one per run "
+                              "(tests).")
+
+
 def define_flags(flag_values):
     """Every `sagan-train` option (the recipe) and the comparison's own flags."""
     from sagan_tf import cli
     from sagan_tf import config as config_lib
 
+    config_lib.define_flags(flag_values, sections=(CompareOptions,))
     config_lib.define_flags(flag_values)
-    define = cli.flag_definer(flag_values)
-    variants = "; ".join(f"{name}: {text}" for name, (text, _) in VARIANTS.items())
-    define("list", "variants", ["baseline", "no_attention", "sagan"],
-           f"[compare] Variants, from: {variants}.")
-    define("list", "seeds", ["0", "1", "2"], "[compare] Seeds: one run of every variant each.")
-    define("float", "epochs", None, "[compare] Equal epochs: passes over the training images "
-           "per run (instead of --steps).", lower_bound=0)
-    define("float", "minutes", 0.0, "[compare] Equal wall time: stop every run after this "
-           "many minutes (--steps or --epochs is then an upper bound; 0: off). It replaces the "
-           "recipe's --max_minutes.", lower_bound=0)
-    define("string", "mirror_class", None, "[compare] Class name (folder sub-folder) whose "
-           "samples' and real images' mirror gap the table shows, e.g. smileys_emotion "
-           "(default: all).")
-    define("string", "out", None, "[compare] JSON lines file (appended).")
-    define("string", "keep_workdirs", None, "[compare] Keep every run's workdir (samples, logs, "
-           "checkpoint, export) under this directory (default: a temporary one, removed at "
-           "the end).")
-    define("boolean", "in_process", False, "[compare] Train in this process instead of a fresh "
-           "one per run (tests).")
-    define.deprecated("backbone", "eval_backbone")
+    cli.deprecate(flag_values, "backbone", "eval_backbone")
 
 
 DEFAULT_RECIPE = "mnist5k_32"  # the Quick start's flag file
@@ -242,42 +252,34 @@ def compare(values):
     from sagan_tf import config as config_lib
 
     base = config_lib.TrainConfig.from_flags(values)
-    unknown = [v for v in values.variants if v not in VARIANTS]
-    if unknown:
-        raise config_lib.ConfigError(f"--variants: unknown variant {unknown[0]!r}; known: "
-                                     f"{', '.join(VARIANTS)}")
-    try:
-        seeds = [int(s) for s in values.seeds]
-    except ValueError:
-        raise config_lib.ConfigError(f"--seeds must be integers; got "
-                                     f"{','.join(values.seeds)}") from None
+    own = config_lib.read_section(CompareOptions, values)
     try:
         backbones.check_fits(base.eval.eval_backbone, base.eval.eval_classifier_dataset
                              or base.data.dataset)
     except backbones.BackboneError as e:
         raise config_lib.ConfigError(f"--eval_backbone: {e}") from None
-    steps = (steps_for_epochs(base, values.epochs) if values.epochs else base.training.steps)
-    mirror_class = values.mirror_class
+    steps = (steps_for_epochs(base, own.epochs) if own.epochs else base.training.steps)
+    mirror_class = own.mirror_class
     if mirror_class is not None:
         names = data.describe(base.data_spec()).class_names
         if mirror_class not in names:
             raise data.DataError(f"--mirror_class={mirror_class} is not a class of "
                                  f"{base.data.dataset} ({', '.join(names) or 'no classes'})")
         mirror_class = names.index(mirror_class)
-    options = Options(values.minutes, mirror_class, values.keep_workdirs, values.in_process)
-    variants = values.variants
+    options = Options(own.minutes, mirror_class, own.keep_workdirs, own.in_process)
+    variants, seeds = own.variants, own.seeds
     print(f"{len(variants)} variant(s) x {len(seeds)} seed(s) on {base.data.dataset}, "
           f"{steps} steps each", flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="sagan_compare_") as scratch:
-        workroot = values.keep_workdirs or scratch
+        workroot = own.keep_workdirs or scratch
         for seed in seeds:  # seeds outermost: a partial run still compares every variant
             for variant in variants:
                 row = run_one(variant, seed, steps, options, base, workroot)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-                if values.out:
-                    with open(values.out, "a") as f:
+                if own.out:
+                    with open(own.out, "a") as f:
                         f.write(json.dumps(row) + "\n")
     print(table(rows, variants))
     return rows

@@ -18,53 +18,65 @@ generator inference.
 """
 
 import dataclasses
+from typing import Optional
 
-from sagan_tf import cli
+from sagan_tf import cli, config
+from sagan_tf.config import Section, option
+
+MODES = ("train", "generate", "data", "serve", "attention", "profile")
+
+
+@dataclasses.dataclass
+class BenchmarkOptions(Section):
+    """sagan-benchmark's own options: what to time and how long."""
+
+    mode: Optional[str] = option(None, "One mode (default: the standard set).", MODES)
+    imsize: Optional[int] = option(None, "Image size; picks the preset's family at that size.",
+                                   minimum=1)
+    steps: int = option(10, "Timed iterations (after 3 warm-up ones); --mode=train prints the "
+                        "median.", minimum=1)
+    attention_share: bool = option(False, "--mode=train: also time the preset without its "
+                                   "attention layers (steps alternating between the two "
+                                   "models) and print the attention's share of a step.")
+    flops: bool = option(True, "--mode=train: count the step's FLOPs per image (TF profiler on "
+                         "the step's graph) and print the fraction of this machine's float32 "
+                         "matmul peak (a 2048x2048 tf.matmul, timed in the same run).")
+    profile_dir: Optional[str] = option(None, "--mode=profile: keep the trace here "
+                                        "(TensorBoard's Profile tab); default: a temporary "
+                                        "directory.")
+    channels: int = option(64, "--mode=attention: channels of the feature map.", minimum=1)
+    query_tile_size: int = option(1024, "--mode=attention: queries per block of the tiled "
+                                  "path.", minimum=1)
+
+
+# Options shared with sagan-train: its sections define (and validate) them. The
+# preset's default is the standard set's (dcgan_64 for one mode).
+SHARED = {config.ModelConfig: ("preset", "attention_variant"),
+          config.TrainingConfig: ("batch_size", "ema_decay", "precision"),
+          config.RunConfig: ("jit_compile", "steps_per_execution")}
+SHARED_OPTIONS = tuple(name for names in SHARED.values() for name in names)
+DEFAULTS = dict(preset=None)
 
 
 def define_flags(flag_values):
-    from sagan_tf import config
-
-    define = cli.flag_definer(flag_values)
-    define("enum", "mode", None, ["train", "generate", "data", "serve", "attention", "profile"],
-           "One mode (default: standard set).")
-    define("string", "profile_dir", None, "--mode=profile: keep the trace here (TensorBoard's "
-           "Profile tab); default: a temporary directory.")
-    define("integer", "channels", 64, "--mode=attention: channels of the feature map.")
-    define("integer", "query_tile_size", 1024, "--mode=attention: queries per block of the "
-           "tiled path.")
-    define("string", "preset", None, "Model preset (default: dcgan_64).")
-    define("integer", "imsize", None, "Image size; picks the preset's family at that size.")
-    # Options shared with sagan-train: defined (and validated) by its config sections.
-    config.define_flags(flag_values, only=SHARED_OPTIONS)
-    define.deprecated("batch", "batch_size")
-    define("integer", "steps", 10, "Timed iterations (after 3 warm-up ones); --mode=train "
-           "prints the median.")
-    define.deprecated("xla", "jit_compile")
-    define("boolean", "attention_share", False, "--mode=train: also time the preset without its "
-           "attention layers (steps alternating between the two models) and print "
-           "the attention's share of a step.")
-    define("boolean", "flops", True, "--mode=train: count the step's FLOPs per image (TF "
-           "profiler on the step's graph) and print the fraction of this machine's "
-           "float32 matmul peak (a 2048x2048 tf.matmul, timed in the same run).")
-
-
-SHARED_OPTIONS = ("batch_size", "jit_compile", "steps_per_execution", "ema_decay", "precision",
-                  "attention_variant")
+    config.define_flags(flag_values, sections=(BenchmarkOptions,))
+    for section, names in SHARED.items():
+        config.define_flags(flag_values, sections=(section,), only=names, defaults=DEFAULTS)
+    cli.deprecate(flag_values, "batch", "batch_size")
+    cli.deprecate(flag_values, "xla", "jit_compile")
 
 
 def main(argv):
     from absl import flags
 
-    from sagan_tf import config
     from sagan_tf.benchmarking import (bench_attention, bench_data, bench_generate,
                                        bench_profile, bench_serve, bench_train, preset_for)
 
     FLAGS = flags.FLAGS
     cli.check_no_arguments(argv)
-    for section in (config.TrainingConfig, config.RunConfig, config.ModelConfig):
-        names = {f.name for f in dataclasses.fields(section)} & set(SHARED_OPTIONS)
-        section(**{name: FLAGS[name].value for name in names}).validate()
+    config.read_section(BenchmarkOptions, FLAGS)
+    for section, names in SHARED.items():
+        config.read_section(section, FLAGS, only=names)
     try:
         if FLAGS.mode is None and FLAGS.preset is None and FLAGS.imsize is None:
             for preset in ("dcgan_64", "resnet_128"):

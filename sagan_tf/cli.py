@@ -1,7 +1,8 @@
 """What every command-line entry point does: process set-up, flags, errors.
 
 An entry module (`sagan_tf.train`, `.export`, `.generate`, `.evaluate`,
-`.benchmark`, `.import_torch`) defines `define_flags(flag_values)` and
+`.benchmark`, `.import_torch`) defines `define_flags(flag_values)` (its options are
+sections of `sagan_tf.config`: the shared ones it takes and its own) and
 `main(argv)` and ends with `run = cli.entry_point(define_flags, main, doc=__doc__)`; the
 console commands (`sagan-train`, ...) call `run`, and so does
 `python -m sagan_tf.<name>`. Nothing here runs at import: `runtime.setup()`
@@ -79,13 +80,13 @@ def grouped_help(flag_values, doc):
     (every flag the command defines, nothing of TensorFlow's): its own first, then
     those of each config section it takes, in the sections' order (help texts that
     start with `[section]`)."""
-    from sagan_tf.config import SECTIONS
+    from sagan_tf.config import HELP_ORDER
 
     groups = {}
     for flag in flag_values.get_key_flags_for_module(sys.argv[0]):
         match = _SECTION.match(flag.help or "")
         groups.setdefault(match.group(1) if match else "", []).append(flag)
-    sections = [name for name in SECTIONS if name in groups]
+    sections = [name for name in HELP_ORDER if name in groups]
     order = [""] + sorted(set(groups) - set(sections) - {""}) + sections
     lines = [(doc or "").strip(), ""]
     for name in order:
@@ -121,25 +122,13 @@ def one_line(message):
     return " ".join(_ESCAPES.sub("", str(message)).split())
 
 
-def flag_definer(flag_values):
-    """`define(kind, name, default, help, **kwargs)`: absl's `DEFINE_<kind>` into
-    `flag_values`, registered as a key flag of the program that runs, so that its
-    `--help` lists it (absl files a flag under the module that called DEFINE, here
-    this one, and `--help` shows the main program's flags)."""
+def deprecate(flag_values, old, new):
+    """`--old` as a spelling of `--new` kept for one release: it sets `--new`, and
+    `reporting` prints a one-line notice when it is used."""
     from absl import flags
 
-    def define(kind, *args, **kwargs):
-        holder = getattr(flags, f"DEFINE_{kind}")(*args, flag_values=flag_values, **kwargs)
-        flag_values.register_key_flag_for_module(sys.argv[0], flag_values[holder.name])
-
-    def deprecated(old, new):
-        """`--old` as a spelling of `--new` kept for one release: it sets `--new`, and
-        `reporting` prints a one-line notice when it is used."""
-        flags.DEFINE_alias(old, new, flag_values=flag_values)
-        DEPRECATED[old] = new
-
-    define.deprecated = deprecated
-    return define
+    flags.DEFINE_alias(old, new, flag_values=flag_values)
+    DEPRECATED[old] = new
 
 
 # Old flag spellings still accepted: {old: new}.

@@ -37,12 +37,15 @@ class ConfigError(UserError, ValueError):
     """Invalid or contradictory settings, reported before any work starts."""
 
 
-def option(default, help, choices=None, resumable=False):  # noqa: A002 (absl's word)
-    """A config field: its default, its help text, for a closed set its choices, and
+def option(default, help, choices=None, resumable=False, minimum=None,  # noqa: A002
+           maximum=None):
+    """A config field: its default, its help text, its allowed values (for a closed
+    set its `choices`, for a number its `minimum` and `maximum`, both included), and
     whether a resumed run may change it (`resumable`: it does not change what a
     training step computes, e.g. cadences, paths, devices, the step count)."""
-    return dataclasses.field(default=default, metadata={"help": help, "choices": choices,
-                                                        "resumable": resumable})
+    return dataclasses.field(default=default, metadata={
+        "help": help, "choices": choices, "resumable": resumable, "minimum": minimum,
+        "maximum": maximum})
 
 
 def _bad(message):
@@ -63,21 +66,38 @@ def _in_unit_interval(section, names):
             _bad(f"--{name} must be in [0, 1); got {value}")
 
 
-def _check_choices(section):
+def _check_allowed(section):
+    """Each option's `choices` (every item of a list option) and bounds."""
     for field in dataclasses.fields(section):
-        choices, value = field.metadata["choices"], getattr(section, field.name)
-        if choices and value is not None and value not in choices:
-            _bad(f"--{field.name}={value!r} is unknown; use one of {list(choices)}")
+        meta, value = field.metadata, getattr(section, field.name)
+        if value is None:
+            continue
+        for item in (value if isinstance(value, tuple) else (value,)):
+            if meta["choices"] and item not in meta["choices"]:
+                _bad(f"--{field.name}={item!r} is unknown; use one of {list(meta['choices'])}")
+        if meta["minimum"] is not None and value < meta["minimum"]:
+            _bad(f"--{field.name} must be >= {meta['minimum']}; got {value}")
+        if meta["maximum"] is not None and value > meta["maximum"]:
+            _bad(f"--{field.name} must be <= {meta['maximum']}; got {value}")
 
 
-class _Section:
+class Section:
+    """A group of options (dataclass fields made with `option`). `name` heads the
+    group in `--help` (`[name] help text`) for a section that several commands
+    take; a command's own options are a section with no name, listed first.
+    `validate` checks each option's allowed values; a subclass adds its own rules."""
+
+    name = None
+
     def validate(self):
-        _check_choices(self)
+        _check_allowed(self)
 
 
 @dataclasses.dataclass
-class ModelConfig(_Section):
+class ModelConfig(Section):
     """The generator and discriminator (`sagan_tf.models`)."""
+
+    name = "model"
 
     preset: str = option("dcgan_32", "Architecture preset (sagan_tf.models.PRESETS).",
                          tuple(presets.PRESETS))
@@ -143,8 +163,10 @@ class ModelConfig(_Section):
 
 
 @dataclasses.dataclass
-class DataConfig(_Section):
+class DataConfig(Section):
     """What to train on (`sagan_tf.data`)."""
+
+    name = "data"
 
     dataset: str = option("mnist5k", "TFDS name (celeb_a, cifar10, lsun/church_outdoor, "
                           "lsun/bedroom, imagenet2012), mnist5k (offline), or folder:PATH.")
@@ -186,11 +208,22 @@ class DataConfig(_Section):
         kwargs.update(overrides)
         return data.DataSpec(self.dataset, image_size, channels, split=split, seed=seed, **kwargs)
 
+    def evaluation_spec(self, image_size, split=None):
+        """The `DataSpec` that evaluations compare generated images with: `split`
+        (default `data.evaluation_split`), in a fixed order, every image of it, in
+        colour (the feature networks take RGB), at `image_size`."""
+        from sagan_tf import data
+
+        return self.spec(image_size, 3, split=split or data.evaluation_split(self.dataset),
+                         manual_dir=None, deterministic=True, subset=None)
+
 
 @dataclasses.dataclass
-class TrainingConfig(_Section):
+class TrainingConfig(Section):
     """The optimization: steps, batch, optimizers, loss, EMA, augmentation, precision
     (`sagan_tf.gan.SAGAN`)."""
+
+    name = "training"
 
     steps: int = option(2000, "Total generator steps.", resumable=True)
     batch_size: int = option(64, "Global batch size (split over replicas).")
@@ -281,9 +314,11 @@ class TrainingConfig(_Section):
 
 
 @dataclasses.dataclass
-class RunConfig(_Section):
+class RunConfig(Section):
     """Where and how the run goes: workdir, devices, cadences, checkpoints, time limit
     (`sagan_tf.training`)."""
+
+    name = "run"
 
     workdir: Optional[str] = option(None, "Run directory (default runs/<dataset>); resumes "
                                     "from it. {dataset} in it becomes the dataset's name (the "
@@ -321,8 +356,10 @@ class RunConfig(_Section):
 
 
 @dataclasses.dataclass
-class EvalConfig(_Section):
+class EvalConfig(Section):
     """Periodic FID/KID/IS during training (`sagan_tf.evaluation`)."""
+
+    name = "eval"
 
     eval_every: int = option(0, "Steps between FID/KID/IS evaluations (0: off); the best "
                              "checkpoint by FID is kept in <workdir>/best.",
@@ -349,8 +386,10 @@ class EvalConfig(_Section):
 
 
 @dataclasses.dataclass
-class ExportConfig(_Section):
+class ExportConfig(Section):
     """The SavedModel written at the end (`sagan_tf.serving`)."""
+
+    name = "export"
 
     export: bool = option(True, "Export the generator as a SavedModel at the end.", resumable=True)
     export_dir: str = option("savedmodels", "Base directory of exported SavedModels.", resumable=True)
@@ -369,8 +408,39 @@ class ExportConfig(_Section):
                 _bad(f"--export_name: {e}")
 
 
+@dataclasses.dataclass
+class SamplingConfig(Section):
+    """Drawing images from an exported generator (`sagan_tf.sampling`,
+    `sagan_tf.evaluation`): sagan-generate and sagan-evaluate."""
+
+    name = "sampling"
+
+    model: Optional[str] = option(None, "Exported model: savedmodels/NAME (its highest "
+                                  "version) or a version directory.")
+    version: Optional[int] = option(None, "Version of --model to load (default: the "
+                                    "highest).", minimum=0)
+    truncation: float = option(0.0, "Truncate z to [-t, t], t in (0, 2]: smaller gives safer, "
+                               "less varied samples (2 barely truncates); 0: no truncation, "
+                               "z ~ N(0, 1) as training samples and evaluates.")
+    seed: Optional[int] = option(0, "Sampling seed: the same seed draws the same images.",
+                                 minimum=0, maximum=2**31 - 1)
+
+    def validate(self):
+        from sagan_tf import sampling
+
+        super().validate()
+        try:
+            sampling.check_truncation(self.truncation)
+        except sampling.GenerateError as e:
+            _bad(str(e))
+
+
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "training": TrainingConfig,
             "run": RunConfig, "eval": EvalConfig, "export": ExportConfig}
+# Every section that several commands take, by name, in the order `--help` lists
+# them (after a command's own options).
+SHARED_SECTIONS = dict(SECTIONS, sampling=SamplingConfig)
+HELP_ORDER = tuple(SHARED_SECTIONS)
 
 
 NOT_RECORDED = "(not recorded)"
@@ -382,8 +452,9 @@ def _json_type_fits(field, value):
     base = _base_type(field)
     if value is None:
         return field.default is None or type(None) in typing.get_args(field.type)
-    if _is_resolutions(field):
-        return isinstance(value, list) and all(isinstance(v, int) for v in value)
+    if _is_list(field):
+        item = typing.get_args(_base_type(field))[0]
+        return isinstance(value, list) and all(isinstance(v, item) for v in value)
     if base is bool:
         return isinstance(value, bool)
     if base is int:
@@ -481,9 +552,7 @@ class TrainConfig:
         values = {}
         for _, field in option_fields():
             value = flag_values[field.name].value
-            if _is_resolutions(field) and value is not None:
-                value = _resolutions(field.name, value)
-            values[field.name] = value
+            values[field.name] = _from_flag(field, value)
         return cls.from_flat(**values)
 
     def flat(self):
@@ -536,11 +605,12 @@ class TrainConfig:
 
 
 # ---------------------------------------------------------------------- flags
-def option_fields():
-    """(section name, field) of every option, in definition order."""
-    for name, section in SECTIONS.items():
+def option_fields(sections=None):
+    """(section name, field) of every option of `sections` (section classes;
+    default: the training sections), in definition order."""
+    for section in (SECTIONS.values() if sections is None else sections):
         for field in dataclasses.fields(section):
-            yield name, field
+            yield section.name, field
 
 
 def _base_type(field):
@@ -548,26 +618,36 @@ def _base_type(field):
     return args[0] if typing.get_origin(field.type) is typing.Union else field.type
 
 
-def _is_resolutions(field):
+def _is_list(field):
     return typing.get_origin(_base_type(field)) is tuple
 
 
-def _resolutions(name, values):
+def _from_flag(field, value):
+    """A flag's value as the option's: a list flag's strings as a tuple of the
+    option's item type (an empty item left out: `--g_attention=` is no
+    resolutions)."""
+    if value is None or not _is_list(field):
+        return value
+    item = typing.get_args(_base_type(field))[0]  # int or str: only ints can fail
     try:
-        return tuple(int(v) for v in values if v != "")
+        return tuple(item(v) for v in value if v != "")
     except ValueError:
-        raise ConfigError(f"--{name} must be integers; got {','.join(values)}") from None
+        raise ConfigError(f"--{field.name} must be integers; got {','.join(value)}") from None
 
 
-def define_flags(flag_values, only=None):
-    """Defines one absl flag per option in `flag_values` (e.g. `absl.flags.FLAGS`), or
-    per option named in `only`, for a command that takes a few of them. Each is a
-    key flag of the program that runs (sys.argv[0]), so that its `--help` lists it."""
+def define_flags(flag_values, sections=None, only=None, defaults=None):
+    """Defines one absl flag per option of `sections` (section classes; default: the
+    training sections) in `flag_values` (e.g. `absl.flags.FLAGS`), or per option
+    named in `only`, for a command that takes a few of them. `defaults` {option:
+    value} gives a command its own default of an option (its help, type and checks
+    stay the option's). Each is a key flag of the program that runs (sys.argv[0]),
+    so that its `--help` lists it."""
     import sys
 
     from absl import flags
 
-    for section, field in option_fields():
+    defaults = defaults or {}
+    for section, field in option_fields(sections):
         if only is not None and field.name not in only:
             continue
         kind = _base_type(field)
@@ -575,11 +655,14 @@ def define_flags(flag_values, only=None):
         help_text = field.metadata["help"]
         if choices and kind is str:
             help_text += f" One of: {', '.join(choices)}."
-        args = dict(name=field.name, default=field.default, help=f"[{section}] {help_text}",
-                    flag_values=flag_values)
+        default = defaults.get(field.name, field.default)
+        if _is_list(field) and default is not None:
+            default = [str(v) for v in default]
+        args = dict(name=field.name, default=default, flag_values=flag_values,
+                    help=f"[{section}] {help_text}" if section else help_text)
         if kind is bool:
             flags.DEFINE_boolean(**args)
-        elif _is_resolutions(field):
+        elif _is_list(field):
             flags.DEFINE_list(**args)
         elif kind is int:
             flags.DEFINE_integer(**args)
@@ -589,6 +672,27 @@ def define_flags(flag_values, only=None):
             flags.DEFINE_string(**args)
         flag_values.register_key_flag_for_module(sys.argv[0], flag_values[field.name])
 
+
+def read_section(section, flag_values, fallback=None, only=None):
+    """The validated `section` (a section class) of parsed flags: an option that is a
+    flag of this command (and in `only`, for a section it takes a few options of)
+    takes its value; one that is not, or whose value is None (a command's "not
+    given"), takes `fallback`'s (e.g. a run's recorded options) when it has it, else
+    its default."""
+    fallback = fallback or {}
+    values = {}
+    for field in dataclasses.fields(section):
+        taken = field.name in flag_values and (only is None or field.name in only)
+        value = flag_values[field.name].value if taken else None
+        value = _from_flag(field, value)
+        if value is None and field.name in fallback:
+            value = fallback[field.name]
+            value = tuple(value) if _is_list(field) and value is not None else value
+        if value is not None:
+            values[field.name] = value
+    result = section(**values)
+    result.validate()
+    return result
 
 
 def to_argv(config):

@@ -2,27 +2,39 @@
 versioned SavedModel for TF Serving.
 
     sagan-export --workdir=runs/mnist5k_32 --export_dir=savedmodels
+    sagan-export --workdir=runs/mnist5k_32 --export_name=digits   # savedmodels/digits/VERSION
 
 Restores the run's latest checkpoint (the EMA generator when the run keeps one)
 and writes `EXPORT_DIR/NAME/VERSION` (see `sagan_tf.serving` for the layout and
-the signatures); prints the version directory.
+the signatures); prints the version directory. `--name` is the previous spelling
+of `--export_name`, kept for one release.
 """
 
-from sagan_tf import cli
+import dataclasses
+from typing import Optional
+
+from sagan_tf import cli, config
+from sagan_tf.config import Section, option
+from sagan_tf.names import SERVING_MAX_BATCH
+
+
+@dataclasses.dataclass
+class ExportOptions(Section):
+    """sagan-export's own options: the run to export and the largest request."""
+
+    workdir: Optional[str] = option(None, "Training run directory holding config.json and "
+                                    "checkpoints.")
+    max_batch: int = option(SERVING_MAX_BATCH, "Largest batch (z rows or num) a request may ask "
+                            "for.", minimum=1, maximum=65536)
+
+
+SHARED = ("export_dir", "export_name")  # of sagan-train's export section
 
 
 def define_flags(flag_values):
-    from sagan_tf.names import SERVING_MAX_BATCH
-
-    from sagan_tf import config
-
-    define = cli.flag_definer(flag_values)
-    define("string", "workdir", None, "Training run directory holding config.json and "
-           "checkpoints.")
-    define("string", "name", None, "Model name under --export_dir (default: the workdir's name).")
-    config.define_flags(flag_values, only=("export_dir",))
-    define("integer", "max_batch", SERVING_MAX_BATCH, "Largest batch (z rows or num) a request "
-           "may ask for.", lower_bound=1, upper_bound=65536)
+    config.define_flags(flag_values, sections=(ExportOptions,))
+    config.define_flags(flag_values, sections=(config.ExportConfig,), only=SHARED)
+    cli.deprecate(flag_values, "name", "export_name")
 
 
 def main(argv):
@@ -30,15 +42,16 @@ def main(argv):
 
     from sagan_tf import callbacks, serving
 
-    FLAGS = flags.FLAGS
     cli.check_no_arguments(argv)
-    if not FLAGS.workdir:
+    own = config.read_section(ExportOptions, flags.FLAGS)
+    export = config.read_section(config.ExportConfig, flags.FLAGS, only=SHARED)
+    if not own.workdir:
         cli.fail("--workdir is required")
     stopper = callbacks.SignalStop(action="abandoning the export")
     stopper.install()
     try:
-        path = serving.export_workdir(FLAGS.workdir, FLAGS.export_dir, FLAGS.name,
-                                      FLAGS.max_batch, should_stop=stopper.requested)
+        path = serving.export_workdir(own.workdir, export.export_dir, export.export_name,
+                                      own.max_batch, should_stop=stopper.requested)
     except serving.ExportAbandoned as e:
         import signal
         import sys

@@ -9,30 +9,47 @@ model written by `sagan-export` or `sagan-train`:
     sagan-generate --model=savedmodels/mnist5k_32 --attention=4 --out=runs/mnist5k_32/attention.png
 """
 
+import dataclasses
 import os
+from typing import Optional, Tuple
 
-from sagan_tf import cli
+from sagan_tf import cli, config
+from sagan_tf.config import ConfigError, SamplingConfig, Section, option
+
+
+@dataclasses.dataclass
+class GenerateOptions(Section):
+    """sagan-generate's own options: what to draw and where to write it."""
+
+    num: int = option(64, "Images in the grid.", minimum=1, maximum=1024)
+    out: str = option("samples.png", "Output PNG path (.png).")
+    labels: Optional[Tuple[str, ...]] = option(
+        None, "Class labels for conditional models (numbers, or the class names of a model "
+        "trained on a labelled folder): one row per listed class, --num // len(labels) images "
+        "each (at least 1).")
+    interpolate: int = option(0, "If > 0: rows of STEPS images interpolating between two "
+                              "latents.", minimum=0, maximum=64)
+    rows: int = option(8, "Interpolation rows.", minimum=1, maximum=64)
+    attention: int = option(0, "If > 0: this many images, each with where G's attention layer "
+                            "of the highest resolution looks from three query pixels.",
+                            minimum=0, maximum=16)
+
+    def validate(self):
+        super().validate()
+        if not self.out.lower().endswith(".png") or os.path.isdir(self.out):
+            raise ConfigError(f"--out must be a .png file path; got {self.out!r}")
+        out_dir = os.path.dirname(os.path.abspath(self.out))
+        if not os.path.isdir(out_dir) or not os.access(out_dir, os.W_OK):
+            raise ConfigError(f"cannot write {self.out}: directory {out_dir} is missing or "
+                              "not writable")
+
+
+# Grids barely truncated by default (2); sagan-evaluate samples as training does (0).
+DEFAULTS = {"truncation": 2.0}
 
 
 def define_flags(flag_values):
-    define = cli.flag_definer(flag_values)
-    define("string", "model", None, "savedmodels/NAME (latest version) or a version directory.")
-    define("integer", "version", None, "Version to load (default: the highest).")
-    define("integer", "num", 64, "Images in the grid.", lower_bound=1, upper_bound=1024)
-    define("string", "out", "samples.png", "Output PNG path (.png).")
-    define("float", "truncation", 2.0, "Truncate z to [-t, t], t in (0, 2]; smaller = safer, "
-           "less varied samples (the default 2 barely truncates); 0: no truncation, "
-           "z ~ N(0, 1) as training samples.")
-    define("list", "labels", None, "Class labels for conditional models (numbers, or the class "
-           "names of a model trained on a labelled folder): one row per listed class, "
-           "--num // len(labels) images each (at least 1).")
-    define("integer", "interpolate", 0, "If > 0: rows of STEPS images interpolating between "
-           "two latents.", lower_bound=0, upper_bound=64)
-    define("integer", "rows", 8, "Interpolation rows.", lower_bound=1, upper_bound=64)
-    define("integer", "attention", 0, "If > 0: this many images, each with where G's attention "
-           "layer of the highest resolution looks from three query pixels.", lower_bound=0,
-           upper_bound=16)
-    define("integer", "seed", 0, "Random seed.", lower_bound=0, upper_bound=2**63 - 1)
+    config.define_flags(flag_values, sections=(GenerateOptions, SamplingConfig), defaults=DEFAULTS)
 
 
 def main(argv):
@@ -40,30 +57,26 @@ def main(argv):
 
     from sagan_tf import data, sampling, visualize
 
-    FLAGS = flags.FLAGS
     cli.check_no_arguments(argv)
-    sampling.check_truncation(FLAGS.truncation)  # before any work: a bad one never loops
-    path = sampling.resolve_model_dir(FLAGS.model, FLAGS.version)
+    # Every option checked before any work: a bad one never loads the model.
+    sample = config.read_section(SamplingConfig, flags.FLAGS)
+    own = config.read_section(GenerateOptions, flags.FLAGS)
+    labels = list(own.labels) if own.labels is not None else None
+    path = sampling.resolve_model_dir(sample.model, sample.version)
     loaded = sampling.load_model(path)
     names = sampling.class_names(loaded)
     if names:
         logging.info("labels: %s", data.label_table(names))
-    if FLAGS.attention > 0:
-        image = sampling.attention_figure(loaded, FLAGS.attention, FLAGS.labels, FLAGS.seed,
-                                          FLAGS.truncation)
-    elif FLAGS.interpolate > 0:
-        image = sampling.interpolation(loaded, FLAGS.interpolate, FLAGS.rows, FLAGS.labels,
-                                       FLAGS.seed, FLAGS.truncation)
+    if own.attention > 0:
+        image = sampling.attention_figure(loaded, own.attention, labels, sample.seed,
+                                          sample.truncation)
+    elif own.interpolate > 0:
+        image = sampling.interpolation(loaded, own.interpolate, own.rows, labels, sample.seed,
+                                       sample.truncation)
     else:
-        image = sampling.grid(loaded, FLAGS.num, FLAGS.truncation, FLAGS.labels, FLAGS.seed)
-    if not FLAGS.out.lower().endswith(".png") or os.path.isdir(FLAGS.out):
-        raise sampling.GenerateError(f"--out must be a .png file path; got {FLAGS.out!r}")
-    out_dir = os.path.dirname(os.path.abspath(FLAGS.out))
-    if not os.path.isdir(out_dir) or not os.access(out_dir, os.W_OK):
-        raise sampling.GenerateError(f"cannot write {FLAGS.out}: directory {out_dir} is "
-                                     "missing or not writable")
-    visualize.write_png(FLAGS.out, image)
-    print(FLAGS.out)
+        image = sampling.grid(loaded, own.num, sample.truncation, labels, sample.seed)
+    visualize.write_png(own.out, image)
+    print(own.out)
 
 
 run = cli.entry_point(define_flags, main, doc=__doc__)

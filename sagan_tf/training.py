@@ -420,9 +420,7 @@ class Trainer:
         from sagan_tf import backbones, evaluation
 
         config, e = self.config, self.config.eval
-        split = data.evaluation_split(config.data.dataset)
-        spec = config.data.spec(config.image_size, 3, split=split, manual_dir=None,
-                                deterministic=True, subset=None)
+        spec = config.data.evaluation_spec(config.image_size)
         backbone = backbones.get(e.eval_backbone, e.inception_graph, data_spec=spec,
                                  classifier_dataset=e.eval_classifier_dataset)
         real = evaluation.real_stats(backbone, spec, e.eval_samples)

@@ -89,7 +89,7 @@ def test_the_compare_protocol_help_and_bad_input(capsys):
     # --help: the recipe's options by section and the comparison's own, nothing of TF's.
     proc = run_command("benchmarks.compare", "--help", timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    for text in ("--variants", "ada_lecam:", "[compare]", "--eval_samples: [eval]",
+    for text in ("flags:\n  --in_process", "--variants", "ada_lecam:", "--eval_samples: [eval]",
                  "--steps: [training]", "--minutes"):
         assert text in proc.stdout, text
     assert "--tt_check_filter" not in proc.stdout and proc.stderr.strip() == ""
@@ -105,7 +105,8 @@ def test_the_compare_protocol_help_and_bad_input(capsys):
     with pytest.raises(config_lib.ConfigError, match="--eval_backbone: the classifier "
                        "backbone is trained on the dataset it scores"):
         compare.compare(compare.parse(["--dataset=cifar10"]))
-    with pytest.raises(config_lib.ConfigError, match="unknown variant 'attention'"):
+    with pytest.raises(config_lib.ConfigError, match="--variants='attention' is unknown; use "
+                       "one of \\['baseline'"):
         compare.compare(compare.parse(["--variants=sagan,attention"]))
 
 
@@ -235,7 +236,8 @@ def test_the_benchmark_takes_the_training_options_it_shares():
     benchmark.define_flags(ours)
     config.define_flags(train)
     for name in benchmark.SHARED_OPTIONS:
-        assert (ours[name].default, ours[name].help) == (train[name].default, train[name].help)
+        default = benchmark.DEFAULTS.get(name, train[name].default)
+        assert (ours[name].default, ours[name].help) == (default, train[name].help)
     result = run_command("sagan_tf.benchmark", "--mode=data", "--ema_decay=1.5", "--steps=1",
                          timeout=300)
     assert result.returncode == 1

@@ -272,3 +272,129 @@ def test_help_groups_the_flags_by_section():
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           timeout=120, cwd=ROOT)
     assert proc.stdout.strip().endswith("False"), proc.stdout[-500:] + proc.stderr[-500:]
+
+
+COMMANDS = ("sagan_tf.train", "sagan_tf.export", "sagan_tf.generate", "sagan_tf.evaluate",
+            "sagan_tf.benchmark", "sagan_tf.import_torch", "benchmarks.compare")
+
+
+@pytest.mark.parametrize("module_name", COMMANDS)
+def test_every_command_takes_its_options_from_the_config_tree(module_name):
+    """Each flag of a command is one option of a config section: a shared section's,
+    with that option's help and default (or the command's declared default), or one
+    of the command's own section; old spellings are aliases only."""
+    import dataclasses
+    import importlib
+
+    from sagan_tf import cli
+
+    module = importlib.import_module(module_name)
+    values = absl_flags.FlagValues()
+    module.define_flags(values)  # absl refuses a name defined twice
+    own = {f.name: f for c in vars(module).values()
+           if isinstance(c, type) and issubclass(c, config_lib.Section) and c.name is None
+           and c.__module__ == module.__name__ for f in dataclasses.fields(c)}
+    command_defaults = getattr(module, "DEFAULTS", {})
+    names = [n for n in values if n not in cli.DEPRECATED]
+    assert names and len(set(names)) == len(names)
+    for name in names:
+        flag = values[name]
+        section = re.match(r"^\[(\w+)\] ", flag.help)
+        if section:
+            field = {f.name: f for f in dataclasses.fields(
+                config_lib.SHARED_SECTIONS[section.group(1)])}[name]
+            default = command_defaults.get(name, field.default)
+        else:
+            assert name in own, (module_name, name)
+            field, default = own[name], own[name].default
+        assert field.metadata["help"] in flag.help, (module_name, name)
+        assert flag.default == (list(map(str, default)) if isinstance(default, tuple)
+                                else default), (module_name, name)
+    for old, new in cli.DEPRECATED.items():
+        if old in values:
+            assert values[old].help == f"Alias for --{new}.", old
+
+
+def test_a_section_checks_its_allowed_values(tmp_path):
+    """An option's choices and bounds are checked by its section, one line each."""
+    from benchmarks.compare import CompareOptions
+    from sagan_tf.benchmark import BenchmarkOptions
+    from sagan_tf.export import ExportOptions
+    from sagan_tf.generate import GenerateOptions
+    from sagan_tf.import_torch import ImportOptions
+
+    png = str(tmp_path / "x.png")
+    for section, message in [
+        (config_lib.SamplingConfig(seed=-1), "--seed must be >= 0; got -1"),
+        (config_lib.SamplingConfig(seed=2**31), "--seed must be <= 2147483647; got 2147483648"),
+        (config_lib.SamplingConfig(version=-2), "--version must be >= 0; got -2"),
+        (config_lib.SamplingConfig(truncation=float("nan")),
+         r"--truncation must be 0 \(no truncation.*; got nan"),
+        (GenerateOptions(num=0, out=png), "--num must be >= 1; got 0"),
+        (GenerateOptions(attention=17, out=png), "--attention must be <= 16; got 17"),
+        (GenerateOptions(out=str(tmp_path / "x.jpg")), "--out must be a .png file path"),
+        (GenerateOptions(out=str(tmp_path / "no" / "x.png")), "cannot write .*directory .* is "
+         "missing or not writable"),
+        (BenchmarkOptions(mode="fast"), r"--mode='fast' is unknown; use one of \['train'"),
+        (ExportOptions(max_batch=0), "--max_batch must be >= 1; got 0"),
+        (CompareOptions(variants=("sagan", "attention")), "--variants='attention' is unknown"),
+        (CompareOptions(minutes=-1.0), "--minutes must be >= 0; got -1.0"),
+        (ImportOptions(generator="g.pth"), "nothing to write: give --workdir and/or "
+         "--export_name"),
+        (ImportOptions(generator="g.pth", export_name="../x"), "--export_name: .*plain "
+         "directory name"),
+    ]:
+        with pytest.raises(config_lib.ConfigError, match=message):
+            section.validate()
+    GenerateOptions(out=png).validate()  # the defaults pass
+    config_lib.SamplingConfig(truncation=2.0, seed=2**31 - 1).validate()
+
+
+def test_read_section_takes_the_flag_then_the_run_then_the_default(caplog):
+    """A command's option: the flag when given; when not (None), the run's recorded
+    value where the command inherits it, else the option's default; a section taken in
+    part reads only its own options (the sampling seed is not training's)."""
+    from sagan_tf import cli, evaluate
+
+    values = absl_flags.FlagValues()
+    evaluate.define_flags(values)
+    run = {"dataset": "folder:/data/emoji", "background": "black", "crop": 40, "seed": 7}
+    values(["evaluate", "--workdir=w", "--data_dir=/tfds"])
+    data = config_lib.read_section(config_lib.DataConfig, values, run,
+                                   only=evaluate.SHARED[config_lib.DataConfig])
+    assert (data.dataset, data.background, data.crop, data.data_dir) == (
+        "folder:/data/emoji", "black", 40, "/tfds")
+    sample = config_lib.read_section(config_lib.SamplingConfig, values, run)
+    assert (sample.seed, sample.truncation) == (7, 0.0)
+    assert config_lib.read_section(config_lib.SamplingConfig, values).seed == 0  # --model
+    values(["evaluate", "--dataset=mnist5k", "--seed=3", "--num_samples=70",
+            "--classifier_dataset=folder:/c", "--backbone=inception_graph"])
+    data = config_lib.read_section(config_lib.DataConfig, values, run,
+                                   only=evaluate.SHARED[config_lib.DataConfig])
+    assert data.dataset == "mnist5k"
+    training = config_lib.read_section(config_lib.TrainingConfig, values, only=("batch_size",))
+    assert (training.batch_size, training.seed) == (100, 0)
+    # The previous spellings set the training names.
+    assert (values.eval_samples, values.eval_classifier_dataset, values.eval_backbone) == (
+        70, "folder:/c", "inception_graph")
+    with caplog.at_level("WARNING"):
+        cli.warn_deprecated(values)
+    for old, new in (("num_samples", "eval_samples"), ("backbone", "eval_backbone"),
+                     ("classifier_dataset", "eval_classifier_dataset")):
+        assert f"--{old} is deprecated and will be removed in the next release; use --{new}" \
+            in caplog.text
+
+
+def test_training_and_sagan_evaluate_compare_with_one_evaluation_spec():
+    """The periodic evaluation and `sagan-evaluate --workdir` build the real data from
+    one function: the run's dataset options, the evaluation split, every image (no
+    training subset), in a fixed order, in colour."""
+    config = config_lib.TrainConfig.from_flat(
+        dataset="folder:/data/emoji", folder_labels=True, conditional=True, background="black",
+        crop=30, train_subset=100, manual_dir="/m", preset="dcgan_32", channels=1)
+    spec = config.data.evaluation_spec(32)
+    assert (spec.dataset, spec.split, spec.image_size, spec.channels, spec.subset,
+            spec.deterministic, spec.manual_dir, spec.crop, spec.folder_labels) == (
+        "folder:/data/emoji", "train", 32, 3, None, True, None, 30, True)
+    assert config.data_spec().subset == 100  # training itself takes the subset
+    assert config_lib.DataConfig().evaluation_spec(32).split == "test"  # mnist5k's held-out
