@@ -207,8 +207,8 @@ def define_flags(flag_values):
     from sagan_tf import cli
     from sagan_tf import config as config_lib
 
-    config_lib.define_flags(flag_values, sections=(CompareOptions,))
-    config_lib.define_flags(flag_values)
+    config_lib.define_command_flags(flag_values, CompareOptions,
+                                    {section: None for section in config_lib.SECTIONS.values()})
     cli.deprecate(flag_values, "backbone", "eval_backbone")
 
 

@@ -59,9 +59,7 @@ DEFAULTS = dict(preset=None)
 
 
 def define_flags(flag_values):
-    config.define_flags(flag_values, sections=(BenchmarkOptions,))
-    for section, names in SHARED.items():
-        config.define_flags(flag_values, sections=(section,), only=names, defaults=DEFAULTS)
+    config.define_command_flags(flag_values, BenchmarkOptions, SHARED, DEFAULTS)
     cli.deprecate(flag_values, "batch", "batch_size")
     cli.deprecate(flag_values, "xla", "jit_compile")
 

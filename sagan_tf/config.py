@@ -673,6 +673,16 @@ def define_flags(flag_values, sections=None, only=None, defaults=None):
         flag_values.register_key_flag_for_module(sys.argv[0], flag_values[field.name])
 
 
+def define_command_flags(flag_values, own=None, shared=None, defaults=None):
+    """A command's flags: the options of its own section `own` (listed first by
+    `--help`), then those it takes of shared sections, `shared` {section class:
+    option names, or None for all}, with its `defaults` {option: value}."""
+    if own is not None:
+        define_flags(flag_values, sections=(own,))
+    for section, names in (shared or {}).items():
+        define_flags(flag_values, sections=(section,), only=names, defaults=defaults)
+
+
 def read_section(section, flag_values, fallback=None, only=None):
     """The validated `section` (a section class) of parsed flags: an option that is a
     flag of this command (and in `only`, for a section it takes a few options of)

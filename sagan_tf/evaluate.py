@@ -64,9 +64,7 @@ DEPRECATED = {"num_samples": "eval_samples", "backbone": "eval_backbone",
 
 
 def define_flags(flag_values):
-    config.define_flags(flag_values, sections=(EvaluateOptions,))
-    for section, names in SHARED.items():
-        config.define_flags(flag_values, sections=(section,), only=names, defaults=DEFAULTS)
+    config.define_command_flags(flag_values, EvaluateOptions, SHARED, DEFAULTS)
     for old, new in DEPRECATED.items():
         cli.deprecate(flag_values, old, new)
 

@@ -32,8 +32,7 @@ SHARED = ("export_dir", "export_name")  # of sagan-train's export section
 
 
 def define_flags(flag_values):
-    config.define_flags(flag_values, sections=(ExportOptions,))
-    config.define_flags(flag_values, sections=(config.ExportConfig,), only=SHARED)
+    config.define_command_flags(flag_values, ExportOptions, {config.ExportConfig: SHARED})
     cli.deprecate(flag_values, "name", "export_name")
 
 

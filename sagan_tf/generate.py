@@ -49,7 +49,7 @@ DEFAULTS = {"truncation": 2.0}
 
 
 def define_flags(flag_values):
-    config.define_flags(flag_values, sections=(GenerateOptions, SamplingConfig), defaults=DEFAULTS)
+    config.define_command_flags(flag_values, GenerateOptions, {SamplingConfig: None}, DEFAULTS)
 
 
 def main(argv):

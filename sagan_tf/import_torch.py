@@ -70,9 +70,7 @@ DEFAULTS = dict(z_dim=None, dataset="celeb_a")
 
 
 def define_flags(flag_values):
-    config.define_flags(flag_values, sections=(ImportOptions,))
-    for section, names in SHARED.items():
-        config.define_flags(flag_values, sections=(section,), only=names, defaults=DEFAULTS)
+    config.define_command_flags(flag_values, ImportOptions, SHARED, DEFAULTS)
 
 
 def main(argv):
