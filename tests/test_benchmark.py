@@ -89,7 +89,7 @@ def test_the_compare_protocol_help_and_bad_input(capsys):
     # --help: the recipe's options by section and the comparison's own, nothing of TF's.
     proc = run_command("benchmarks.compare", "--help", timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    for text in ("flags:\n  --in_process", "--variants", "ada_lecam:", "--eval_samples: [eval]",
+    for text in ("flags:\n  --epochs: Equal epochs", "--variants", "ada_lecam:", "--eval_samples: [eval]",
                  "--steps: [training]", "--minutes"):
         assert text in proc.stdout, text
     assert "--tt_check_filter" not in proc.stdout and proc.stderr.strip() == ""
