@@ -1,10 +1,14 @@
-"""Training options: each one written once, with its type, default, help text and
-allowed values, in the section that owns it.
+"""Every command's options: each one written once, with its type, default, help
+text and allowed values, in the section that owns it.
 
-`TrainConfig` groups the sections (`model`, `data`, `training`, `run`, `eval`,
-`export`). `define_flags` makes one absl flag per option, named as the field (the
-names are unique across sections, so flag files stay flat), and
-`TrainConfig.from_flags` reads them back. Each section validates its own values
+`TrainConfig` groups the training sections (`model`, `data`, `training`, `run`,
+`eval`, `export`); `SamplingConfig` is shared by sagan-generate and
+sagan-evaluate. Every other command takes the options it needs of these
+sections, under the same names, and adds its own section (e.g.
+`sagan_tf.generate.GenerateOptions`): `define_command_flags`. `define_flags`
+makes one absl flag per option, named as the field (the names are unique across
+the training sections, so flag files stay flat), `TrainConfig.from_flags` and
+`read_section` read them back. Each section validates its own values
 in `validate`; `TrainConfig.validate` adds the checks that span sections. Checks of
 the environment (TF_CONFIG, the workdir, the export directory) belong to run
 set-up (`sagan_tf.training.Trainer`), not here.
