@@ -50,12 +50,13 @@ class BenchmarkOptions(Section):
 
 
 # Options shared with sagan-train: its sections define (and validate) them. The
-# preset's default is the standard set's (dcgan_64 for one mode).
+# preset of one mode is dcgan_64 unless given (the popular PyTorch SAGAN's
+# architecture); with no --mode, --preset or --imsize the standard set runs.
 SHARED = {config.ModelConfig: ("preset", "attention_variant"),
           config.TrainingConfig: ("batch_size", "ema_decay", "precision"),
           config.RunConfig: ("jit_compile", "steps_per_execution")}
 SHARED_OPTIONS = tuple(name for names in SHARED.values() for name in names)
-DEFAULTS = dict(preset=None)
+DEFAULTS = dict(preset="dcgan_64")
 
 
 def define_flags(flag_values):
@@ -70,38 +71,38 @@ def main(argv):
     from sagan_tf.benchmarking import (bench_attention, bench_data, bench_generate,
                                        bench_profile, bench_serve, bench_train, preset_for)
 
-    FLAGS = flags.FLAGS
     cli.check_no_arguments(argv)
-    config.read_section(BenchmarkOptions, FLAGS)
-    for section, names in SHARED.items():
-        config.read_section(section, FLAGS, only=names)
+    own = config.read_section(BenchmarkOptions, flags.FLAGS)
+    model, training, run = (config.read_section(section, flags.FLAGS, only=names)
+                            for section, names in SHARED.items())
+    batch, steps, precision = training.batch_size, own.steps, training.precision
     try:
-        if FLAGS.mode is None and FLAGS.preset is None and FLAGS.imsize is None:
+        if own.mode is None and not flags.FLAGS["preset"].present and own.imsize is None:
             for preset in ("dcgan_64", "resnet_128"):
                 for xla in (False, True):
-                    bench_train(preset, FLAGS.batch_size, FLAGS.steps, xla, FLAGS.precision,
-                                count_flops=FLAGS.flops and not xla)
-            bench_generate("dcgan_64", FLAGS.batch_size, FLAGS.steps, False, FLAGS.precision)
+                    bench_train(preset, batch, steps, xla, precision,
+                                count_flops=own.flops and not xla)
+            bench_generate("dcgan_64", batch, steps, False, precision)
             return
-        if FLAGS.mode == "attention":
-            bench_attention(FLAGS.imsize or 128, FLAGS.batch_size, FLAGS.steps, FLAGS.channels,
-                            FLAGS.query_tile_size, FLAGS.precision, FLAGS.jit_compile)
+        if own.mode == "attention":
+            bench_attention(own.imsize or 128, batch, steps, own.channels, own.query_tile_size,
+                            precision, run.jit_compile)
             return
-        preset = preset_for(FLAGS.preset, FLAGS.imsize)
-        mode = FLAGS.mode or "train"
+        preset = preset_for(model.preset, own.imsize)
+        mode = own.mode or "train"
         if mode == "train":
-            bench_train(preset, FLAGS.batch_size, FLAGS.steps, FLAGS.jit_compile, FLAGS.precision,
-                        FLAGS.attention_share, FLAGS.flops, FLAGS.attention_variant,
-                        FLAGS.steps_per_execution, FLAGS.ema_decay)
+            bench_train(preset, batch, steps, run.jit_compile, precision, own.attention_share,
+                        own.flops, model.attention_variant, run.steps_per_execution,
+                        training.ema_decay)
         elif mode == "profile":
-            bench_profile(preset, FLAGS.batch_size, FLAGS.steps, FLAGS.jit_compile, FLAGS.precision,
-                          FLAGS.attention_variant, FLAGS.profile_dir)
+            bench_profile(preset, batch, steps, run.jit_compile, precision,
+                          model.attention_variant, own.profile_dir)
         elif mode == "generate":
-            bench_generate(preset, FLAGS.batch_size, FLAGS.steps, FLAGS.jit_compile, FLAGS.precision)
+            bench_generate(preset, batch, steps, run.jit_compile, precision)
         elif mode == "data":
-            bench_data(FLAGS.batch_size, FLAGS.steps)
+            bench_data(batch, steps)
         else:
-            bench_serve(preset, FLAGS.steps)
+            bench_serve(preset, steps)
     except ValueError as e:
         cli.fail(e)
 

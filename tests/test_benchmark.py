@@ -243,3 +243,28 @@ def test_the_benchmark_takes_the_training_options_it_shares():
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         "error: --ema_decay: must be in (0, 1); got 1.5")
+
+
+def test_the_benchmark_runs_the_standard_set_unless_one_case_is_asked(monkeypatch):
+    """No --mode, --preset or --imsize: the standard set (dcgan_64 and resnet_128, with
+    and without XLA, then generation); otherwise the one case, dcgan_64 unless given."""
+    from sagan_tf import benchmarking
+    from tests.commands import run_main
+
+    calls = []
+    for name in ("bench_train", "bench_generate", "bench_attention", "bench_profile",
+                 "bench_serve", "bench_data"):
+        monkeypatch.setattr(benchmarking, name,
+                            lambda *a, _name=name, **k: calls.append((_name, *a[:2])))
+    for args, expected in [
+        ([], [("bench_train", "dcgan_64", 64)] * 2 + [("bench_train", "resnet_128", 64)] * 2
+         + [("bench_generate", "dcgan_64", 64)]),
+        (["--preset=dcgan_64"], [("bench_train", "dcgan_64", 64)]),
+        (["--preset=resnet_64", "--imsize=128", "--batch_size=8"],
+         [("bench_train", "resnet_128", 8)]),
+        (["--mode=generate"], [("bench_generate", "dcgan_64", 64)]),
+        (["--mode=serve", "--preset=dcgan_32"], [("bench_serve", "dcgan_32", 10)]),
+    ]:
+        calls.clear()
+        proc = run_main("sagan_tf.benchmark", *args)
+        assert (proc.returncode, calls) == (0, expected), (args, proc.stderr)
