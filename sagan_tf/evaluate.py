@@ -49,7 +49,8 @@ class EvaluateOptions(Section):
     keras_inception_weights: str = option("imagenet", "Keras InceptionV3 weights.")
 
 
-# sagan-train's options that sagan-evaluate takes, with the defaults it gives them.
+# The shared options sagan-evaluate takes (the sampling section's and sagan-train's),
+# and the defaults it gives some of them (None: the run's with --workdir).
 SHARED = {config.SamplingConfig: ("model", "version", "truncation", "seed"),
           config.DataConfig: ("dataset", "data_dir", "background"),
           config.EvalConfig: ("eval_samples", "eval_backbone", "eval_classifier_dataset",
