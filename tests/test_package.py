@@ -143,12 +143,18 @@ def test_every_option_is_defined_once_with_its_default():
 
 
 def _installed(tmp_path):
-    """A non-editable install of this checkout into `tmp_path/site` (no dependencies:
-    they are this interpreter's)."""
-    site = tmp_path / "site"
+    """A non-editable install of this checkout's files into `tmp_path/site` (no
+    dependencies: they are this interpreter's). It builds from a copy without the
+    checkout's build outputs, so a stale `build/` (a module since moved) cannot reach
+    the wheel and nothing is written into the checkout."""
+    import shutil
+
+    source, site = tmp_path / "source", tmp_path / "site"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "runs", "savedmodels", "__pycache__"))
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-         "--target", str(site), ROOT], capture_output=True, text=True, timeout=600)
+         "--target", str(site), str(source)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return site
 
