@@ -85,11 +85,10 @@ def grouped_help(flag_values, doc):
     groups = {}
     for flag in flag_values.get_key_flags_for_module(sys.argv[0]):
         match = _SECTION.match(flag.help or "")
-        groups.setdefault(match.group(1) if match else "", []).append(flag)
-    sections = [name for name in HELP_ORDER if name in groups]
-    order = [""] + sorted(set(groups) - set(sections) - {""}) + sections
+        section = match.group(1) if match and match.group(1) in HELP_ORDER else ""
+        groups.setdefault(section, []).append(flag)
     lines = [(doc or "").strip(), ""]
-    for name in order:
+    for name in ("", *HELP_ORDER):
         if name not in groups:
             continue
         lines.append(f"{name} options:" if name else "flags:")

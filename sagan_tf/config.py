@@ -457,8 +457,7 @@ def _json_type_fits(field, value):
     if value is None:
         return field.default is None or type(None) in typing.get_args(field.type)
     if _is_list(field):
-        item = typing.get_args(_base_type(field))[0]
-        return isinstance(value, list) and all(isinstance(v, item) for v in value)
+        return isinstance(value, list) and all(isinstance(v, _item_type(field)) for v in value)
     if base is bool:
         return isinstance(value, bool)
     if base is int:
@@ -626,13 +625,18 @@ def _is_list(field):
     return typing.get_origin(_base_type(field)) is tuple
 
 
+def _item_type(field):
+    """A list option's item type (`Tuple[int, ...]` -> int)."""
+    return typing.get_args(_base_type(field))[0]
+
+
 def _from_flag(field, value):
     """A flag's value as the option's: a list flag's strings as a tuple of the
     option's item type (an empty item left out: `--g_attention=` is no
     resolutions)."""
     if value is None or not _is_list(field):
         return value
-    item = typing.get_args(_base_type(field))[0]  # int or str: only ints can fail
+    item = _item_type(field)  # int or str: only ints can fail
     try:
         return tuple(item(v) for v in value if v != "")
     except ValueError:

@@ -46,8 +46,6 @@ class ImportOptions(Section):
                                         "(default: no export).")
 
     def validate(self):
-        from sagan_tf import serving
-
         super().validate()
         if not self.generator:
             raise ConfigError("--generator=PATH (heykeetae's {step}_G.pth) is required")
@@ -55,11 +53,8 @@ class ImportOptions(Section):
             raise ConfigError("nothing to write: give --workdir and/or --export_name")
         if self.workdir and not self.discriminator:
             raise ConfigError("--workdir needs --discriminator (training resumes G and D)")
-        if self.export_name:
-            try:
-                serving.check_name(self.export_name)
-            except serving.ExportError as e:
-                raise ConfigError(f"--export_name: {e}") from None
+        if self.export_name:  # the name rule of the export section
+            config.ExportConfig(export_name=self.export_name).validate()
 
 
 # sagan-train's options it takes: the latent size (default: read from the file and
