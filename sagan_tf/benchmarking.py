@@ -67,9 +67,9 @@ def _emit(**fields):
 
 
 def preset_for(preset, imsize):
+    """`preset`, or with `imsize` its family's preset at that size."""
     from sagan_tf.models import PRESETS
 
-    preset = preset or "dcgan_64"
     if imsize:
         preset = f"{preset.rsplit('_', 1)[0]}_{imsize}"
     if preset not in PRESETS:
